@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _sync_roles(sender: AppConfig, using: str = "default", **kwargs: object) -> None:
+    from imports.roles import sync_role_groups
+
+    sync_role_groups(using=using)
+
+
+class ImportsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "imports"
+    verbose_name = "WorkSpaces image imports"
+
+    def ready(self) -> None:
+        # After auth has created the permissions (its post_migrate handler runs first, as
+        # django.contrib.auth comes before imports in INSTALLED_APPS).
+        post_migrate.connect(_sync_roles, sender=self, dispatch_uid="imports.sync_roles")

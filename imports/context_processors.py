@@ -1,0 +1,16 @@
+from django.http import HttpRequest
+
+from imports import selectors
+
+
+def roles(request: HttpRequest) -> dict[str, bool]:
+    """What the navigation offers; every view checks again on its own."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    return {
+        "can_request": user.has_perm("imports.add_importrequest"),
+        "can_approve": user.has_perm("imports.approve_importrequest"),
+        "sees_all_requests": selectors.sees_all_requests(user),
+        "can_read_audit": user.has_perm("imports.view_requestevent"),
+    }

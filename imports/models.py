@@ -1,0 +1,236 @@
+"""The portal's data. No I/O here, and no state changes: those live in imports.workflow."""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from imports import rules
+
+
+class AwsTarget(models.Model):
+    """An AWS account and region that images are imported into."""
+
+    class Credentials(models.TextChoices):
+        DEFAULT_CHAIN = "default", "Default boto3 credential chain"
+        ASSUME_ROLE = "assume_role", "Assume an IAM role"
+
+    name = models.CharField(max_length=100, unique=True)
+    account_id = models.CharField(
+        "AWS account id",
+        max_length=12,
+        validators=[RegexValidator(r"^[0-9]{12}$", "An AWS account id is exactly 12 digits.")],
+    )
+    region = models.CharField(
+        max_length=32,
+        validators=[RegexValidator(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$", "Enter a region code such as eu-west-1.")],
+    )
+    credentials = models.CharField(max_length=16, choices=Credentials.choices, default=Credentials.DEFAULT_CHAIN)
+    role_arn = models.CharField(
+        "IAM role ARN",
+        max_length=2048,
+        blank=True,
+        validators=[
+            RegexValidator(
+                r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$",
+                "Enter a role ARN such as arn:aws:iam::123456789012:role/WorkSpacesImport.",
+            )
+        ],
+    )
+    external_id = models.CharField("external id", max_length=1224, blank=True)
+    endpoint_url = models.URLField(
+        "endpoint URL",
+        blank=True,
+        help_text="Leave empty for real AWS. Set it to point this target at the local AWS sandbox.",
+    )
+    byop_allowed = models.BooleanField(
+        "BYOP allowed",
+        default=False,
+        help_text="The account is allow-listed for WorkSpaces Core bring-your-own-protocol processes.",
+    )
+    is_active = models.BooleanField("active", default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(credentials="default") | ~Q(role_arn=""),
+                name="awstarget_role_arn_when_assuming",
+                violation_error_message="Enter the IAM role ARN to assume.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.account_id}, {self.region})"
+
+    def clean(self) -> None:
+        assumes_role = self.credentials == self.Credentials.ASSUME_ROLE and self.role_arn
+        if assumes_role and self.role_arn.split(":")[4:5] != [self.account_id]:
+            raise ValidationError({"role_arn": "The role must belong to the target's account id."})
+
+
+class RequestState(models.TextChoices):
+    SUBMITTED = "submitted", "Submitted"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
+    APPROVED = "approved", "Approved"
+    SUBMITTING = "submitting", "Submitting to AWS"
+    IMPORTING = "importing", "Importing"
+    AVAILABLE = "available", "Available"
+    FAILED = "failed", "Failed"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ImportRequest(models.Model):
+    State = RequestState
+
+    # A request in one of these no longer holds its image name.
+    ENDED_STATES = (State.REJECTED, State.CANCELLED, State.FAILED)
+
+    target = models.ForeignKey(AwsTarget, on_delete=models.PROTECT, related_name="requests")
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="import_requests")
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="approved_import_requests",
+    )
+    state = models.CharField(max_length=32, choices=State.choices, default=State.SUBMITTED, db_index=True)
+    # Bumped by every edit: a decision names the version its maker saw, so nobody approves
+    # parameters that changed under them.
+    version = models.PositiveIntegerField(default=1)
+
+    windows_version = models.CharField(max_length=2, choices=rules.WINDOWS_CHOICES)
+    ec2_image_id = models.CharField("source AMI", max_length=21)
+    ingestion_process = models.CharField(
+        max_length=32, choices=[(p.value, p.label) for p in rules.INGESTION_PROCESSES.values()]
+    )
+    image_name = models.CharField(max_length=rules.IMAGE_NAME_MAX)
+    image_description = models.CharField(max_length=rules.IMAGE_DESCRIPTION_MAX)
+    tags = models.JSONField(default=list, blank=True)
+    office = models.CharField("Microsoft Office", max_length=32, choices=rules.OFFICE_CHOICES, blank=True)
+    justification = models.TextField(max_length=4000)
+
+    aws_image_id = models.CharField("WorkSpaces image id", max_length=32, blank=True)
+    failure = models.JSONField(default=dict, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("approve_importrequest", "Can approve, reject, send back or retry import requests")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(approver__isnull=True) | ~Q(approver=F("requester")),
+                name="importrequest_approver_is_not_requester",
+            ),
+            models.UniqueConstraint(
+                fields=["target", "image_name"],
+                condition=~Q(state__in=[RequestState.REJECTED, RequestState.CANCELLED, RequestState.FAILED]),
+                name="importrequest_unique_live_image_name",
+                violation_error_message="Another open request for this target already uses this image name.",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=RequestState.values),
+                name="importrequest_state_is_known",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.image_name}"
+
+    @property
+    def reference(self) -> str:
+        return format_reference(self.pk)
+
+    @property
+    def process(self) -> rules.IngestionProcess:
+        return rules.INGESTION_PROCESSES[self.ingestion_process]
+
+    @property
+    def warnings(self) -> list[str]:
+        return rules.warnings_for(ingestion_process=self.ingestion_process)
+
+    def aws_parameters(self) -> dict[str, Any]:
+        """The ImportWorkspaceImage parameters this request asks for, before the portal's own tags."""
+        params: dict[str, Any] = {
+            "Ec2ImageId": self.ec2_image_id,
+            "IngestionProcess": self.ingestion_process,
+            "ImageName": self.image_name,
+            "ImageDescription": self.image_description,
+        }
+        if self.tags:
+            params["Tags"] = [{"Key": t["Key"], "Value": t["Value"]} for t in self.tags]
+        if self.office:
+            params["Applications"] = [self.office]
+        return params
+
+
+def format_reference(pk: int | None) -> str:
+    return f"IMP-{pk:06d}" if pk else "IMP-(new)"
+
+
+class EventAction(models.TextChoices):
+    SUBMIT = "submit", "Submitted"
+    EDIT = "edit", "Edited and resubmitted"
+    APPROVE = "approve", "Approved"
+    REJECT = "reject", "Rejected"
+    REQUEST_CHANGES = "request_changes", "Sent back for changes"
+    CANCEL = "cancel", "Cancelled"
+    RETRY = "retry", "Retried the import"
+    # Driven by the worker, never by a person.
+    CLAIM = "claim", "Claimed for import"
+    AWS_ACCEPTED = "aws_accepted", "Accepted by AWS"
+    AWS_REFUSED = "aws_refused", "Refused by AWS"
+    IMAGE_AVAILABLE = "image_available", "Image available"
+    IMAGE_FAILED = "image_failed", "Image import failed"
+
+
+class RequestEvent(models.Model):
+    """One line of the append-only audit history. The database refuses UPDATE and DELETE
+    (triggers from migration 0002); `hash` chains every event to the one before it."""
+
+    request = models.ForeignKey(ImportRequest, on_delete=models.PROTECT, related_name="events")
+    seq = models.PositiveBigIntegerField("sequence", unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    action = models.CharField(max_length=32, choices=EventAction.choices)
+    from_state = models.CharField(max_length=32, blank=True)
+    to_state = models.CharField(max_length=32)
+    comment = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64, unique=True)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [models.Index(fields=["request", "seq"])]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} #{self.seq} {self.action}"
+
+    @property
+    def actor_name(self) -> str:
+        return self.actor.get_username() if self.actor_id else "system"
+
+
+class AuditChainHead(models.Model):
+    """One row: the newest event's hash. Appending locks it, so the chain never forks."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="auditchainhead_single_row")]
+
+    def __str__(self) -> str:
+        return f"audit chain head #{self.seq}"

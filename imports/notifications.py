@@ -1,0 +1,53 @@
+"""Email to the people a request concerns, through Django's email backend.
+
+Called only after the change it reports has committed (workflow uses robust on_commit
+callbacks), so a mail server that is down never undoes or hides a decision.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from imports import selectors
+from imports.models import ImportRequest, RequestEvent
+
+logger = logging.getLogger(__name__)
+
+
+def _send(*, template: str, subject: str, request: ImportRequest, event: RequestEvent, to: list[str]) -> None:
+    if not to:
+        logger.info("%s: nobody to tell about %s", request.reference, event.action)
+        return
+    body = render_to_string(
+        f"imports/email/{template}.txt",
+        {
+            "request": request,
+            "event": event,
+            "url": settings.PORTAL_BASE_URL + reverse("request_detail", args=[request.pk]),
+        },
+    )
+    send_mail(f"[BYOL portal] {request.reference} {subject}", body, None, to)
+
+
+def request_awaits_decision(request: ImportRequest, event: RequestEvent) -> None:
+    """Approvers: a new or resubmitted request waits for them."""
+    to = [user.email for user in selectors.approvers_for(request) if user.email]
+    verb = "resubmitted" if event.action == "edit" else "submitted"
+    _send(template="awaits_decision", subject=f"{verb}: {request.image_name}", request=request, event=event, to=to)
+
+
+def request_decided(request: ImportRequest, event: RequestEvent) -> None:
+    """The requester: an approver approved, rejected or sent back their request."""
+    subject = f"{request.get_state_display().lower()}: {request.image_name}"
+    to = [request.requester.email] if request.requester.email else []
+    _send(template="decided", subject=subject, request=request, event=event, to=to)
+
+
+def import_finished(request: ImportRequest, event: RequestEvent) -> None:
+    """The requester: the import ended, one way or the other."""
+    subject = f"import {request.get_state_display().lower()}: {request.image_name}"
+    to = [request.requester.email] if request.requester.email else []
+    _send(template="import_finished", subject=subject, request=request, event=event, to=to)

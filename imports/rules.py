@@ -1,0 +1,180 @@
+"""What a valid import request is: the parameter rules of ImportWorkspaceImage and the
+cross-field rules of the WorkSpaces admin guide. Pure Python, no Django models, no I/O.
+
+Sources: https://docs.aws.amazon.com/workspaces/latest/api/API_ImportWorkspaceImage.html
+and botocore's service model (botocore/data/workspaces/*/service-2.json.gz), whose patterns
+and lengths are copied into the constants below.
+"""
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Protocol(StrEnum):
+    PCOIP = "PCoIP"
+    WSP = "WSP (DCV)"
+    BYOP = "BYOP"
+
+
+@dataclass(frozen=True)
+class IngestionProcess:
+    value: str
+    protocol: Protocol
+    compute: str
+    gpu: bool
+    end_of_life: bool = False
+
+    @property
+    def byop(self) -> bool:
+        return self.protocol is Protocol.BYOP
+
+    @property
+    def g4dn(self) -> bool:
+        return "_G4DN" in self.value
+
+    @property
+    def label(self) -> str:
+        suffix = " (end-of-life bundle)" if self.end_of_life else ""
+        return f"{self.protocol} protocol, {self.compute} bundles{suffix}"
+
+
+# Values ending _WSP use WSP (now DCV), _BYOP bring-your-own-protocol, the rest PCoIP.
+INGESTION_PROCESSES: dict[str, IngestionProcess] = {
+    p.value: p
+    for p in (
+        IngestionProcess("BYOL_REGULAR", Protocol.PCOIP, "regular (non-GPU)", gpu=False),
+        IngestionProcess("BYOL_GRAPHICS", Protocol.PCOIP, "Graphics", gpu=True, end_of_life=True),
+        IngestionProcess("BYOL_GRAPHICSPRO", Protocol.PCOIP, "GraphicsPro", gpu=True, end_of_life=True),
+        IngestionProcess("BYOL_GRAPHICS_G4DN", Protocol.PCOIP, "Graphics.g4dn", gpu=True),
+        IngestionProcess("BYOL_REGULAR_WSP", Protocol.WSP, "regular (non-GPU)", gpu=False),
+        IngestionProcess("BYOL_GRAPHICS_G4DN_WSP", Protocol.WSP, "Graphics.g4dn", gpu=True),
+        IngestionProcess("BYOL_REGULAR_BYOP", Protocol.BYOP, "regular (non-GPU)", gpu=False),
+        IngestionProcess("BYOL_GRAPHICS_G4DN_BYOP", Protocol.BYOP, "Graphics.g4dn", gpu=True),
+    )
+}
+
+OFFICE_2016 = "Microsoft_Office_2016"
+OFFICE_2019 = "Microsoft_Office_2019"
+OFFICE_CHOICES = [("", "No Office"), (OFFICE_2016, "Microsoft Office 2016"), (OFFICE_2019, "Microsoft Office 2019")]
+WINDOWS_CHOICES = [("10", "Windows 10"), ("11", "Windows 11")]
+
+EC2_IMAGE_ID_RE = re.compile(r"^ami-([a-f0-9]{8}|[a-f0-9]{17})$")
+IMAGE_NAME_RE = re.compile(r"^[a-zA-Z0-9_./()\-]+$")
+IMAGE_NAME_MAX = 64
+IMAGE_DESCRIPTION_RE = re.compile(r"^[a-zA-Z0-9_./() \-]+$")
+IMAGE_DESCRIPTION_MAX = 256
+# AWS tag character set: letters, digits and spaces, and + - = . _ : / @ (Unicode letters too).
+TAG_TEXT_RE = re.compile(r"^[\w +\-=.:/@]*$")
+TAG_KEY_MAX = 127
+TAG_VALUE_MAX = 255
+MAX_TAGS = 50
+# Tags the portal adds to every image it imports, so that an image can be traced to its request.
+PORTAL_TAG_PREFIX = "byol-portal:"
+PORTAL_TAG_KEYS = ("byol-portal:request", "byol-portal:requested-by", "byol-portal:approved-by")
+MAX_USER_TAGS = MAX_TAGS - len(PORTAL_TAG_KEYS)
+
+MSG_AMI_FORMAT = "Enter an AMI id like ami-0123456789abcdef0: 'ami-' followed by 8 or 17 lowercase hex digits."
+MSG_IMAGE_NAME_FORMAT = "Use only letters, digits and _ . / ( ) - in the image name (no spaces), at most 64 characters."
+MSG_IMAGE_DESCRIPTION_FORMAT = (
+    "Use only letters, digits, spaces and _ . / ( ) - in the description, at most 256 characters."
+)
+MSG_TAG_KEY_REQUIRED = "Give this tag a key, or remove the row."
+MSG_TAG_KEY_LENGTH = f"Shorten the tag key to at most {TAG_KEY_MAX} characters."
+MSG_TAG_VALUE_LENGTH = f"Shorten the tag value to at most {TAG_VALUE_MAX} characters."
+MSG_TAG_CHARACTERS = "Tags may use only letters, digits, spaces and + - = . _ : / @."
+MSG_TAG_SPACES = "Remove the spaces at the start or end of the tag."
+MSG_TAG_AWS_PREFIX = "Tag keys starting with 'aws:' are reserved by AWS: choose another key."
+MSG_TAG_PORTAL_PREFIX = (
+    f"Tag keys starting with '{PORTAL_TAG_PREFIX}' are added by the portal itself: choose another key."
+)
+MSG_TAG_DUPLICATE = "Each tag key may appear only once: remove or rename the duplicate '{key}'."
+MSG_TOO_MANY_TAGS = (
+    f"Use at most {MAX_USER_TAGS} tags: AWS allows {MAX_TAGS} per image and the portal adds "
+    f"{len(PORTAL_TAG_KEYS)} of its own."
+)
+MSG_BYOP_NOT_ALLOWED = (
+    "This AWS target is not allow-listed for bring-your-own-protocol (WorkSpaces Core): "
+    "choose a PCoIP or WSP process, or ask an admin to enable BYOP for the target."
+)
+MSG_WIN11_NO_PCOIP = "Windows 11 does not support PCoIP: choose a WSP (DCV) or BYOP ingestion process."
+MSG_WIN11_WSP_REGULAR_OFFICE = (
+    "Windows 11 with a non-GPU WSP process supports only Microsoft Office 2019: pick Office 2019 or no Office."
+)
+MSG_WIN11_WSP_GPU_OFFICE = "Windows 11 with a GPU WSP process cannot include Office: choose 'No Office'."
+MSG_G4DN_OFFICE = "Graphics.g4dn images support only Microsoft Office 2019: pick Office 2019 or no Office."
+MSG_END_OF_LIFE = (
+    "{process} imports into Graphics or GraphicsPro bundles, which AWS has retired: "
+    "consider a Graphics.g4dn process instead."
+)
+
+
+@dataclass(frozen=True)
+class Violation:
+    field: str
+    message: str
+
+
+def tag_violations(tags: Iterable[Mapping[str, str]]) -> list[Violation]:
+    """Rules for the set of tags as a whole; each tag's own text is checked by tag_text_violation."""
+    violations = []
+    seen: set[str] = set()
+    count = 0
+    for tag in tags:
+        count += 1
+        key = tag["Key"]
+        if key in seen:
+            violations.append(Violation("tags", MSG_TAG_DUPLICATE.format(key=key)))
+        seen.add(key)
+    if count > MAX_USER_TAGS:
+        violations.append(Violation("tags", MSG_TOO_MANY_TAGS))
+    return violations
+
+
+def tag_text_violation(text: str, *, is_key: bool) -> str | None:
+    """The message for one tag key or value, or None when it is fine."""
+    limit, length_message = (TAG_KEY_MAX, MSG_TAG_KEY_LENGTH) if is_key else (TAG_VALUE_MAX, MSG_TAG_VALUE_LENGTH)
+    if is_key and not text:
+        return MSG_TAG_KEY_REQUIRED
+    if len(text) > limit:
+        return length_message
+    if not TAG_TEXT_RE.match(text):
+        return MSG_TAG_CHARACTERS
+    if text != text.strip(" "):
+        return MSG_TAG_SPACES
+    if is_key and text.lower().startswith("aws:"):
+        return MSG_TAG_AWS_PREFIX
+    if is_key and text.lower().startswith(PORTAL_TAG_PREFIX):
+        return MSG_TAG_PORTAL_PREFIX
+    return None
+
+
+def combination_violations(
+    *, windows_version: str, ingestion_process: str, office: str, byop_allowed: bool
+) -> list[Violation]:
+    """Cross-field rules between Windows version, ingestion process, Office and the target."""
+    process = INGESTION_PROCESSES.get(ingestion_process)
+    if process is None:
+        return []
+    violations = []
+    if process.byop and not byop_allowed:
+        violations.append(Violation("ingestion_process", MSG_BYOP_NOT_ALLOWED))
+    if windows_version == "11" and process.protocol is Protocol.PCOIP:
+        violations.append(Violation("ingestion_process", MSG_WIN11_NO_PCOIP))
+    if windows_version == "11" and process.protocol is Protocol.WSP and office:
+        if process.gpu:
+            violations.append(Violation("office", MSG_WIN11_WSP_GPU_OFFICE))
+        elif office != OFFICE_2019:
+            violations.append(Violation("office", MSG_WIN11_WSP_REGULAR_OFFICE))
+    elif process.g4dn and office and office != OFFICE_2019:
+        violations.append(Violation("office", MSG_G4DN_OFFICE))
+    return violations
+
+
+def warnings_for(*, ingestion_process: str) -> list[str]:
+    """Advice that does not block a request."""
+    process = INGESTION_PROCESSES.get(ingestion_process)
+    if process is not None and process.end_of_life:
+        return [MSG_END_OF_LIFE.format(process=process.value)]
+    return []

@@ -1,0 +1,59 @@
+"""Reads: what a user may see, the approval queue, who to tell."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Permission
+from django.db.models import Count, Q, QuerySet
+
+from imports.models import ImportRequest, RequestEvent
+
+
+def sees_all_requests(user: AbstractBaseUser) -> bool:
+    return user.has_perm("imports.view_importrequest")
+
+
+def visible_requests(user: AbstractBaseUser) -> QuerySet[ImportRequest]:
+    """Approvers, auditors and admins see every request; everyone else only their own."""
+    requests = ImportRequest.objects.select_related("target", "requester", "approver")
+    return requests if sees_all_requests(user) else requests.filter(requester=user)
+
+
+def visible_request(user: AbstractBaseUser, pk: int) -> ImportRequest | None:
+    """One request, or None when it does not exist *or* the user may not see it (so a guessed
+    id tells nothing)."""
+    return visible_requests(user).filter(pk=pk).first()
+
+
+def approval_queue(user: AbstractBaseUser) -> QuerySet[ImportRequest]:
+    """Requests waiting for a decision that `user` may take: everyone's but their own."""
+    if not user.has_perm("imports.approve_importrequest"):
+        return ImportRequest.objects.none()
+    return (
+        ImportRequest.objects.select_related("target", "requester")
+        .filter(state=ImportRequest.State.SUBMITTED)
+        .exclude(requester=user)
+        .order_by("created_at", "id")
+    )
+
+
+def state_counts(requests: QuerySet[ImportRequest]) -> dict[str, int]:
+    rows = requests.order_by().values("state").annotate(n=Count("id"))
+    return {row["state"]: row["n"] for row in rows}
+
+
+def history(request: ImportRequest) -> QuerySet[RequestEvent]:
+    return request.events.select_related("actor").order_by("seq")
+
+
+def approvers_for(request: ImportRequest) -> QuerySet[AbstractBaseUser]:
+    """Active users who may decide on `request`: approvers other than its requester."""
+    permission = Permission.objects.get(content_type__app_label="imports", codename="approve_importrequest")
+    return (
+        get_user_model()
+        .objects.filter(
+            Q(groups__permissions=permission) | Q(user_permissions=permission) | Q(is_superuser=True),
+            is_active=True,
+        )
+        .exclude(pk=request.requester_id)
+        .distinct()
+        .order_by("pk")
+    )

@@ -1,0 +1,147 @@
+"""Shared fixtures: one user per role, a target, and a factory for submitted requests.
+
+Tests run on SQLite by default and on PostgreSQL when DATABASE_URL points at one.
+"""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.db import connection
+
+from imports import roles, workflow
+from imports.db_guards import install_audit_guards, remove_audit_guards
+from imports.models import AwsTarget, ImportRequest
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def make_user(username: str, *, groups: tuple[str, ...] = (), superuser: bool = False) -> Any:
+    user = get_user_model().objects.create_user(
+        username=username,
+        email=f"{username}@example.com",
+        password=PASSWORD,
+        is_staff=superuser,
+        is_superuser=superuser,
+    )
+    user.groups.add(*Group.objects.filter(name__in=groups))
+    return user
+
+
+@pytest.fixture
+def requester(db: None) -> Any:
+    return make_user("rita", groups=(roles.REQUESTERS,))
+
+
+@pytest.fixture
+def other_requester(db: None) -> Any:
+    return make_user("oscar", groups=(roles.REQUESTERS,))
+
+
+@pytest.fixture
+def approver(db: None) -> Any:
+    return make_user("anna", groups=(roles.APPROVERS,))
+
+
+@pytest.fixture
+def other_approver(db: None) -> Any:
+    return make_user("bert", groups=(roles.APPROVERS,))
+
+
+@pytest.fixture
+def approving_requester(db: None) -> Any:
+    """A manager who also files requests: may approve others' requests, never their own."""
+    return make_user("maria", groups=(roles.REQUESTERS, roles.APPROVERS))
+
+
+@pytest.fixture
+def auditor(db: None) -> Any:
+    return make_user("audrey", groups=(roles.AUDITORS,))
+
+
+@pytest.fixture
+def superuser(db: None) -> Any:
+    return make_user("root", superuser=True)
+
+
+@pytest.fixture
+def target(db: None) -> AwsTarget:
+    return AwsTarget.objects.create(name="Sandbox", account_id="123456789012", region="us-east-1")
+
+
+@pytest.fixture
+def byop_target(db: None) -> AwsTarget:
+    return AwsTarget.objects.create(name="Core", account_id="210987654321", region="eu-west-1", byop_allowed=True)
+
+
+def request_fields(target: AwsTarget, **overrides: Any) -> dict[str, Any]:
+    fields = {
+        "target": target,
+        "windows_version": "10",
+        "ec2_image_id": "ami-0123456789abcdef0",
+        "ingestion_process": "BYOL_REGULAR_WSP",
+        "image_name": "win10-finance-2026",
+        "image_description": "Windows 10 22H2 for the finance team",
+        "tags": [{"Key": "CostCenter", "Value": "4711"}],
+        "office": "",
+        "justification": "Finance needs the new accounting add-in.",
+    }
+    fields.update(overrides)
+    return fields
+
+
+@pytest.fixture
+def make_request(target: AwsTarget, requester: Any) -> Callable[..., ImportRequest]:
+    counter = iter(range(1, 10_000))
+
+    def make(*, by: Any = None, **overrides: Any) -> ImportRequest:
+        overrides.setdefault("image_name", f"win10-image-{next(counter)}")
+        return workflow.submit_request(requester=by or requester, fields=request_fields(target, **overrides))
+
+    return make
+
+
+def form_data(target: AwsTarget, **overrides: Any) -> dict[str, Any]:
+    """The POST body of the request form, with one tag row."""
+    data = {
+        "target": str(target.pk),
+        "windows_version": "10",
+        "ec2_image_id": "ami-0123456789abcdef0",
+        "ingestion_process": "BYOL_REGULAR_WSP",
+        "office": "",
+        "image_name": "win10-finance-2026",
+        "image_description": "Windows 10 22H2 for the finance team",
+        "justification": "Finance needs the new accounting add-in.",
+        "tags-TOTAL_FORMS": "1",
+        "tags-INITIAL_FORMS": "0",
+        "tags-MIN_NUM_FORMS": "0",
+        "tags-MAX_NUM_FORMS": "47",
+        "tags-0-key": "CostCenter",
+        "tags-0-value": "4711",
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def committed_db(transactional_db: None) -> Iterator[None]:
+    """Real commits, for tests between several connections (threads, worker processes).
+
+    The audit guards refuse the flush that cleans up after such a test, so this fixture
+    lifts them, empties the tables itself and restores them; pytest-django's own flush
+    then finds nothing left to remove.
+    """
+    yield
+    remove_audit_guards(connection)
+    try:
+        call_command("flush", interactive=False, verbosity=0)
+    finally:
+        install_audit_guards(connection)

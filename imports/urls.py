@@ -1,0 +1,30 @@
+from django.urls import path, register_converter
+
+from imports import views
+
+
+class RequestIdConverter:
+    """Ids of at most 12 digits: a longer number would overflow the database's integer type
+    and give an error page instead of a plain 404."""
+
+    regex = "[0-9]{1,12}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(RequestIdConverter, "request_id")
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("requests/", views.request_list, name="request_list"),
+    path("requests/new/", views.request_create, name="request_create"),
+    path("requests/<request_id:pk>/", views.request_detail, name="request_detail"),
+    path("requests/<request_id:pk>/edit/", views.request_edit, name="request_edit"),
+    path("requests/<request_id:pk>/<slug:action>/", views.request_action, name="request_action"),
+    path("approvals/", views.approval_queue, name="approval_queue"),
+    path("audit/export.csv", views.audit_export, name="audit_export"),
+]

@@ -1,0 +1,264 @@
+"""Thin views: permission check -> form -> workflow verb -> message + redirect.
+
+Every view needs a logged-in user (LoginRequiredMiddleware). A request the user may not see
+is a 404, the same as one that does not exist, so guessing ids tells nothing.
+"""
+
+import csv
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from imports import selectors, workflow
+from imports.audit import canonical_json
+from imports.filters import RequestFilter
+from imports.forms import DecisionForm, ImportRequestForm, tag_formset
+from imports.models import ImportRequest, RequestEvent, format_reference
+from imports.workflow import Action
+
+PAGE_SIZE = 25
+MSG_SUBMITTED = "{reference} was submitted. An approver has been told."
+MSG_RESUBMITTED = "{reference} was saved and goes back to the approvers."
+MSG_ACTION_DONE = {
+    Action.APPROVE: "{reference} is approved; the import will start shortly.",
+    Action.REJECT: "{reference} is rejected; the requester has been told.",
+    Action.REQUEST_CHANGES: "{reference} went back to the requester for changes.",
+    Action.CANCEL: "{reference} is cancelled.",
+    Action.RETRY: "{reference} is approved again; the import will be retried shortly.",
+}
+MSG_NOT_EDITABLE = "{reference} is {state}: it can no longer be edited."
+MSG_CHECK_FORM = "Some fields need a change: see the messages next to them."
+
+ACTION_SLUGS = {
+    "approve": Action.APPROVE,
+    "reject": Action.REJECT,
+    "request-changes": Action.REQUEST_CHANGES,
+    "cancel": Action.CANCEL,
+    "retry": Action.RETRY,
+}
+
+
+def _visible_or_404(request: HttpRequest, pk: int) -> ImportRequest:
+    import_request = selectors.visible_request(request.user, pk)
+    if import_request is None:
+        raise Http404("No such request.")
+    return import_request
+
+
+@require_http_methods(["GET", "HEAD"])
+def dashboard(request: HttpRequest) -> HttpResponse:
+    mine = ImportRequest.objects.filter(requester=request.user)
+    counts = selectors.state_counts(mine)
+    queue = selectors.approval_queue(request.user)
+    return render(
+        request,
+        "imports/dashboard.html",
+        {
+            "my_counts": [
+                (state, label, counts[state]) for state, label in ImportRequest.State.choices if state in counts
+            ],
+            "my_requests": mine.select_related("target")[:10],
+            "queue": queue[:10],
+            "queue_size": queue.count(),
+        },
+    )
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@permission_required("imports.add_importrequest", raise_exception=True)
+def request_create(request: HttpRequest) -> HttpResponse:
+    data = request.POST if request.method == "POST" else None
+    form, tags = ImportRequestForm(data), tag_formset(data)
+    if data is not None and all([form.is_valid(), tags.is_valid()]):
+        try:
+            created = workflow.submit_request(requester=request.user, fields={**form.cleaned_data, "tags": tags.tags()})
+        except workflow.NameTaken as exc:
+            form.add_error("image_name", exc.message)
+        else:
+            messages.success(request, MSG_SUBMITTED.format(reference=created.reference))
+            for warning in created.warnings:
+                messages.warning(request, warning)
+            return redirect("request_detail", pk=created.pk)
+    if data is not None:
+        messages.error(request, MSG_CHECK_FORM)
+    return render(
+        request, "imports/request_form.html", {"form": form, "tags": tags}, status=200 if data is None else 400
+    )
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def request_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    import_request = _visible_or_404(request, pk)
+    if not workflow.may(request.user, Action.EDIT, import_request):
+        raise PermissionDenied(workflow.MSG_NOT_ALLOWED)
+    if import_request.state not in workflow.TRANSITIONS[Action.EDIT].sources:
+        messages.error(
+            request,
+            MSG_NOT_EDITABLE.format(
+                reference=import_request.reference, state=import_request.get_state_display().lower()
+            ),
+        )
+        return redirect("request_detail", pk=pk)
+    data = request.POST if request.method == "POST" else None
+    form = ImportRequestForm(data, instance=import_request)
+    tags = tag_formset(data, tags=import_request.tags)
+    version = DecisionForm(data or {"version": import_request.version})
+    if data is not None and all([form.is_valid(), tags.is_valid(), version.is_valid()]):
+        fields = {name: form.cleaned_data[name] for name in form.Meta.fields} | {"tags": tags.tags()}
+        try:
+            workflow.edit_request(
+                request_id=pk,
+                actor=request.user,
+                fields=fields,
+                expected_version=version.cleaned_data["version"] or import_request.version,
+            )
+        except workflow.NameTaken as exc:
+            form.add_error("image_name", exc.message)
+        except workflow.WorkflowError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, MSG_RESUBMITTED.format(reference=import_request.reference))
+            return redirect("request_detail", pk=pk)
+    elif data is not None:
+        messages.error(request, MSG_CHECK_FORM)
+    context = {"form": form, "tags": tags, "import_request": import_request, "version": import_request.version}
+    return render(request, "imports/request_form.html", context, status=200 if data is None else 400)
+
+
+@require_http_methods(["GET", "HEAD"])
+def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    import_request = _visible_or_404(request, pk)
+    return _render_detail(request, import_request, DecisionForm(initial={"version": import_request.version}))
+
+
+def _render_detail(
+    request: HttpRequest, import_request: ImportRequest, decision: DecisionForm, status: int = 200
+) -> HttpResponse:
+    actions = workflow.available_actions(request.user, import_request)
+    context = {
+        "import_request": import_request,
+        "events": selectors.history(import_request),
+        "actions": {action.value for action in actions},
+        "decision": decision,
+        "parameters": import_request.aws_parameters(),
+    }
+    return render(request, "imports/request_detail.html", context, status=status)
+
+
+VERBS: dict[Action, Callable[..., ImportRequest]] = {
+    Action.APPROVE: workflow.approve_request,
+    Action.REJECT: workflow.reject_request,
+    Action.REQUEST_CHANGES: workflow.request_changes,
+    Action.CANCEL: workflow.cancel_request,
+    Action.RETRY: workflow.retry_import,
+}
+
+
+@require_POST
+def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    if action not in ACTION_SLUGS:
+        raise Http404("No such action.")
+    verb = ACTION_SLUGS[action]
+    import_request = _visible_or_404(request, pk)
+    decision = DecisionForm(request.POST)
+    if not decision.is_valid():
+        return _render_detail(request, import_request, decision, status=400)
+    kwargs: dict[str, Any] = {"request_id": pk, "actor": request.user, "comment": decision.cleaned_data["comment"]}
+    if verb in (Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES):
+        # A decision without the version it was made on could approve unseen changes.
+        kwargs["expected_version"] = decision.cleaned_data["version"] or 0
+    try:
+        updated = VERBS[verb](**kwargs)
+    except workflow.NotAllowed as exc:
+        raise PermissionDenied(exc.message) from exc
+    except workflow.WorkflowError as exc:
+        messages.error(request, exc.message)
+        import_request.refresh_from_db()
+        fresh = DecisionForm({"version": import_request.version, "comment": decision.cleaned_data["comment"]})
+        fresh.is_valid()
+        return _render_detail(request, import_request, fresh, status=409)
+    messages.success(request, MSG_ACTION_DONE[verb].format(reference=updated.reference))
+    return redirect("request_detail", pk=pk)
+
+
+@require_http_methods(["GET", "HEAD"])
+def request_list(request: HttpRequest) -> HttpResponse:
+    if not selectors.sees_all_requests(request.user):
+        raise PermissionDenied
+    filters = RequestFilter(request.GET, queryset=selectors.visible_requests(request.user))
+    requests = filters.qs if filters.is_valid() else ImportRequest.objects.none()
+    page = Paginator(requests, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"filters": filters, "page": page, "query": query.urlencode()}
+    return render(request, "imports/request_list.html", context)
+
+
+@require_http_methods(["GET", "HEAD"])
+@permission_required("imports.approve_importrequest", raise_exception=True)
+def approval_queue(request: HttpRequest) -> HttpResponse:
+    page = Paginator(selectors.approval_queue(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "imports/approval_queue.html", {"page": page})
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _spreadsheet_safe(value: object) -> str:
+    # Spreadsheets run cells that start with these as formulas (CSV injection).
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@require_http_methods(["GET", "HEAD"])
+@permission_required("imports.view_requestevent", raise_exception=True)
+def audit_export(request: HttpRequest) -> StreamingHttpResponse:
+    """Every audit event, oldest first, as CSV with the hash chain for offline checking."""
+    events = RequestEvent.objects.select_related("actor").order_by("seq")
+    writer = csv.writer(_Echo())
+    header = [
+        "seq",
+        "request",
+        "created_at",
+        "actor",
+        "action",
+        "from_state",
+        "to_state",
+        "comment",
+        "data",
+        "prev_hash",
+        "hash",
+    ]
+
+    def rows() -> Iterator[str]:
+        yield writer.writerow(header)
+        for event in events.iterator(chunk_size=1000):
+            yield writer.writerow(
+                _spreadsheet_safe(value)
+                for value in (
+                    event.seq,
+                    format_reference(event.request_id),
+                    event.created_at.isoformat(),
+                    event.actor_name,
+                    event.action,
+                    event.from_state,
+                    event.to_state,
+                    event.comment,
+                    canonical_json(event.data),
+                    event.prev_hash,
+                    event.hash,
+                )
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="byol-portal-audit.csv"'
+    return response

@@ -1,0 +1,376 @@
+"""The only code that changes an import request's state.
+
+Every change is a compare-and-set on (state, version) with its audit event in the same
+transaction; side effects (email, Celery work) run only after commit. Who may do what is
+checked here as well as in the views, so no caller can skip it.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from imports import notifications
+from imports.audit import append_event
+from imports.models import EventAction, ImportRequest, RequestEvent
+
+State = ImportRequest.State
+
+EDITABLE_FIELDS = (
+    "target",
+    "windows_version",
+    "ec2_image_id",
+    "ingestion_process",
+    "image_name",
+    "image_description",
+    "tags",
+    "office",
+    "justification",
+)
+
+MSG_NOT_FOUND = "That request does not exist."
+MSG_NOT_ALLOWED = "You are not allowed to do that with this request."
+MSG_OWN_REQUEST = "You cannot decide on your own request: another approver must do it."
+MSG_COMMENT_REQUIRED = "Write a comment that tells the requester why."
+MSG_CHANGED_SINCE_VIEWED = (
+    "The requester changed this request after you opened it. Nothing was decided: "
+    "review the new version and decide again."
+)
+MSG_NAME_TAKEN = "Another open request for this target already uses this image name: choose a different image name."
+MSG_WRONG_STATE = "{reference} is {state}, so it cannot be {verb} now. Nothing was changed."
+MSG_ALREADY_DECIDED = "{reference} was already {state} by {who} at {when}. Nothing was changed."
+
+
+Action = EventAction
+
+
+@dataclass(frozen=True)
+class Transition:
+    sources: tuple[str, ...]
+    target: str
+    verb: str
+
+
+TRANSITIONS: dict[Action, Transition] = {
+    Action.SUBMIT: Transition((), State.SUBMITTED, "submitted"),
+    Action.EDIT: Transition((State.SUBMITTED, State.CHANGES_REQUESTED), State.SUBMITTED, "edited"),
+    Action.APPROVE: Transition((State.SUBMITTED,), State.APPROVED, "approved"),
+    Action.REJECT: Transition((State.SUBMITTED,), State.REJECTED, "rejected"),
+    Action.REQUEST_CHANGES: Transition((State.SUBMITTED,), State.CHANGES_REQUESTED, "sent back for changes"),
+    Action.CANCEL: Transition((State.SUBMITTED, State.CHANGES_REQUESTED, State.APPROVED), State.CANCELLED, "cancelled"),
+    Action.RETRY: Transition((State.FAILED,), State.APPROVED, "retried"),
+    Action.CLAIM: Transition((State.APPROVED,), State.SUBMITTING, "claimed for import"),
+    Action.AWS_ACCEPTED: Transition((State.SUBMITTING,), State.IMPORTING, "marked as importing"),
+    Action.AWS_REFUSED: Transition((State.SUBMITTING,), State.FAILED, "marked as refused by AWS"),
+    Action.IMAGE_AVAILABLE: Transition((State.IMPORTING,), State.AVAILABLE, "marked as available"),
+    Action.IMAGE_FAILED: Transition((State.IMPORTING,), State.FAILED, "marked as failed"),
+}
+
+REQUESTER_ACTIONS = frozenset({Action.EDIT, Action.CANCEL})
+APPROVER_ACTIONS = frozenset({Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES, Action.RETRY})
+COMMENT_REQUIRED = frozenset({Action.REJECT, Action.REQUEST_CHANGES})
+DECISIONS = (Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES, Action.CANCEL)
+
+
+class WorkflowError(Exception):
+    """A refusal with a message for the person who asked."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(WorkflowError):
+    pass
+
+
+class NotAllowed(WorkflowError):
+    pass
+
+
+class Conflict(WorkflowError):
+    """Someone else changed the request first; nothing was changed."""
+
+
+class NameTaken(WorkflowError):
+    pass
+
+
+class _LostRace(Exception):
+    pass
+
+
+def may(user: AbstractBaseUser | None, action: Action, request: ImportRequest) -> bool:
+    """Whether `user` may take `action` on `request` in principle, whatever its state."""
+    if action in REQUESTER_ACTIONS:
+        return user is not None and user.is_authenticated and request.requester_id == user.pk
+    if action in APPROVER_ACTIONS:
+        return (
+            user is not None
+            and user.is_authenticated
+            and user.has_perm("imports.approve_importrequest")
+            and request.requester_id != user.pk
+        )
+    # Submission is checked by submit_request; the worker's actions have no human actor.
+    return user is None
+
+
+def available_actions(user: AbstractBaseUser, request: ImportRequest) -> list[Action]:
+    """The actions `user` can take on `request` now: what the page offers as buttons."""
+    return [
+        action
+        for action in (*REQUESTER_ACTIONS, *APPROVER_ACTIONS)
+        if request.state in TRANSITIONS[action].sources and may(user, action, request)
+    ]
+
+
+def _ensure_may(user: AbstractBaseUser | None, action: Action, request: ImportRequest) -> None:
+    if may(user, action, request):
+        return
+    if action in APPROVER_ACTIONS and user is not None and request.requester_id == user.pk:
+        raise NotAllowed(MSG_OWN_REQUEST)
+    raise NotAllowed(MSG_NOT_ALLOWED)
+
+
+def _transition(
+    *,
+    request_id: int,
+    action: Action,
+    actor: AbstractBaseUser | None,
+    comment: str = "",
+    data: dict[str, Any] | Callable[[ImportRequest], dict[str, Any]] | None = None,
+    expected_version: int | None = None,
+    changes: Callable[[ImportRequest], dict[str, Any]] | None = None,
+    after_commit: Callable[[ImportRequest, RequestEvent], None] | None = None,
+) -> ImportRequest:
+    """Move one request along TRANSITIONS[action]: read, check, compare-and-set, audit."""
+    transition = TRANSITIONS[action]
+    comment = comment.strip()
+    if action in COMMENT_REQUIRED and not comment:
+        raise WorkflowError(MSG_COMMENT_REQUIRED)
+    try:
+        with transaction.atomic():
+            request = ImportRequest.objects.filter(pk=request_id).select_related("target").first()
+            if request is None:
+                raise NotFound(MSG_NOT_FOUND)
+            _ensure_may(actor, action, request)
+            if request.state not in transition.sources:
+                raise _LostRace
+            if expected_version is not None and request.version != expected_version:
+                raise Conflict(MSG_CHANGED_SINCE_VIEWED)
+            field_changes = changes(request) if changes else {}
+            updated = ImportRequest.objects.filter(pk=request.pk, state=request.state, version=request.version).update(
+                state=transition.target, updated_at=timezone.now(), **field_changes
+            )
+            if updated != 1:
+                raise _LostRace
+            from_state = request.state
+            request.refresh_from_db()
+            event = append_event(
+                request,
+                action=action,
+                actor=actor,
+                from_state=from_state,
+                to_state=transition.target,
+                comment=comment,
+                data=data(request) if callable(data) else data,
+            )
+            if after_commit:
+                transaction.on_commit(lambda: after_commit(request, event), robust=True)
+    except _LostRace:
+        raise Conflict(_conflict_message(request_id, transition)) from None
+    except IntegrityError as exc:
+        _raise_if_name_taken(exc)
+        raise
+    return request
+
+
+def _raise_if_name_taken(exc: IntegrityError) -> None:
+    # PostgreSQL names the constraint; SQLite names the columns of the unique index.
+    if "unique_live_image_name" in str(exc) or "image_name" in str(exc):
+        raise NameTaken(MSG_NAME_TAKEN) from exc
+
+
+def _conflict_message(request_id: int, transition: Transition) -> str:
+    """Tell the loser of a race what happened instead, and who did it."""
+    request = ImportRequest.objects.get(pk=request_id)
+    last = request.events.select_related("actor").order_by("-seq").first()
+    if last is not None and last.to_state == request.state and last.action in DECISIONS:
+        return MSG_ALREADY_DECIDED.format(
+            reference=request.reference,
+            state=request.get_state_display().lower(),
+            who=last.actor_name,
+            when=timezone.localtime(last.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    return MSG_WRONG_STATE.format(
+        reference=request.reference, state=request.get_state_display().lower(), verb=transition.verb
+    )
+
+
+def _request_snapshot(request: ImportRequest) -> dict[str, Any]:
+    return {
+        "version": request.version,
+        "target": {"id": request.target_id, "account_id": request.target.account_id, "region": request.target.region},
+        "windows_version": request.windows_version,
+        "parameters": request.aws_parameters(),
+    }
+
+
+# --- People ---------------------------------------------------------------------------------
+
+
+def submit_request(*, requester: AbstractBaseUser, fields: dict[str, Any]) -> ImportRequest:
+    if not requester.has_perm("imports.add_importrequest"):
+        raise NotAllowed(MSG_NOT_ALLOWED)
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not request fields: {sorted(unknown)}")
+    try:
+        with transaction.atomic():
+            request = ImportRequest.objects.create(requester=requester, state=State.SUBMITTED, **fields)
+            event = append_event(
+                request,
+                action=Action.SUBMIT,
+                actor=requester,
+                from_state="",
+                to_state=State.SUBMITTED,
+                data=_request_snapshot(request),
+            )
+            transaction.on_commit(lambda: notifications.request_awaits_decision(request, event), robust=True)
+    except IntegrityError as exc:
+        _raise_if_name_taken(exc)
+        raise
+    return request
+
+
+def edit_request(
+    *, request_id: int, actor: AbstractBaseUser, fields: dict[str, Any], expected_version: int
+) -> ImportRequest:
+    """Change a request's parameters. It goes (back) to `submitted` and needs a fresh decision."""
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not request fields: {sorted(unknown)}")
+    before: dict[str, Any] = {}
+
+    def changes(request: ImportRequest) -> dict[str, Any]:
+        before.update(_request_snapshot(request))
+        return {**fields, "version": request.version + 1}
+
+    return _transition(
+        request_id=request_id,
+        action=Action.EDIT,
+        actor=actor,
+        expected_version=expected_version,
+        changes=changes,
+        data=lambda request: {"before": before, "after": _request_snapshot(request)},
+        after_commit=notifications.request_awaits_decision,
+    )
+
+
+def approve_request(
+    *, request_id: int, actor: AbstractBaseUser, expected_version: int, comment: str = ""
+) -> ImportRequest:
+    """Approve exactly the parameters of `expected_version`; the event records them."""
+    return _transition(
+        request_id=request_id,
+        action=Action.APPROVE,
+        actor=actor,
+        comment=comment,
+        expected_version=expected_version,
+        changes=lambda request: {"approver": actor},
+        data=_request_snapshot,
+        after_commit=notifications.request_decided,
+    )
+
+
+def reject_request(*, request_id: int, actor: AbstractBaseUser, expected_version: int, comment: str) -> ImportRequest:
+    return _transition(
+        request_id=request_id,
+        action=Action.REJECT,
+        actor=actor,
+        comment=comment,
+        expected_version=expected_version,
+        data={"version": expected_version},
+        after_commit=notifications.request_decided,
+    )
+
+
+def request_changes(*, request_id: int, actor: AbstractBaseUser, expected_version: int, comment: str) -> ImportRequest:
+    return _transition(
+        request_id=request_id,
+        action=Action.REQUEST_CHANGES,
+        actor=actor,
+        comment=comment,
+        expected_version=expected_version,
+        data={"version": expected_version},
+        after_commit=notifications.request_decided,
+    )
+
+
+def cancel_request(*, request_id: int, actor: AbstractBaseUser, comment: str = "") -> ImportRequest:
+    return _transition(request_id=request_id, action=Action.CANCEL, actor=actor, comment=comment)
+
+
+def retry_import(*, request_id: int, actor: AbstractBaseUser, comment: str = "") -> ImportRequest:
+    """Send a failed request back to `approved` so the worker imports it again."""
+    return _transition(
+        request_id=request_id,
+        action=Action.RETRY,
+        actor=actor,
+        comment=comment,
+        changes=lambda request: {"failure": {}, "aws_image_id": ""},
+        data=_request_snapshot,
+    )
+
+
+# --- The worker -----------------------------------------------------------------------------
+
+
+def claim_for_import(*, request_id: int) -> ImportRequest:
+    """Take an approved request for the import call (`approved` -> `submitting`)."""
+    return _transition(request_id=request_id, action=Action.CLAIM, actor=None, data=_request_snapshot)
+
+
+def record_import_accepted(*, request_id: int, aws_image_id: str, data: dict[str, Any]) -> ImportRequest:
+    return _transition(
+        request_id=request_id,
+        action=Action.AWS_ACCEPTED,
+        actor=None,
+        changes=lambda request: {"aws_image_id": aws_image_id},
+        data={**data, "aws_image_id": aws_image_id},
+    )
+
+
+def record_import_refused(*, request_id: int, failure: dict[str, Any], data: dict[str, Any]) -> ImportRequest:
+    return _transition(
+        request_id=request_id,
+        action=Action.AWS_REFUSED,
+        actor=None,
+        changes=lambda request: {"failure": failure},
+        data={**data, "failure": failure},
+        after_commit=notifications.import_finished,
+    )
+
+
+def record_image_available(*, request_id: int, data: dict[str, Any]) -> ImportRequest:
+    return _transition(
+        request_id=request_id,
+        action=Action.IMAGE_AVAILABLE,
+        actor=None,
+        data=data,
+        after_commit=notifications.import_finished,
+    )
+
+
+def record_image_failed(*, request_id: int, failure: dict[str, Any], data: dict[str, Any]) -> ImportRequest:
+    return _transition(
+        request_id=request_id,
+        action=Action.IMAGE_FAILED,
+        actor=None,
+        changes=lambda request: {"failure": failure},
+        data={**data, "failure": failure},
+        after_commit=notifications.import_finished,
+    )
