@@ -4,6 +4,7 @@ request goes through imports.workflow, from the portal's own pages."""
 from typing import Any
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -18,6 +19,8 @@ class AwsTargetAdmin(admin.ModelAdmin):
     list_display = ["name", "account_id", "region", "credentials", "endpoint_url", "byop_allowed", "is_active"]
     list_filter = ["is_active", "credentials", "byop_allowed", "region"]
     search_fields = ["name", "account_id"]
+    # A typed host without a scheme means a real (TLS) endpoint; the sandbox is given as http://.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
         (None, {"fields": ["name", "account_id", "region", "is_active"]}),
         ("Credentials", {"fields": ["credentials", "role_arn", "external_id"]}),

@@ -12,6 +12,7 @@ from imports.models import AwsTarget, ImportRequest
 
 MSG_NAME_IN_USE = "Another open request for this target already uses this image name: choose a different image name."
 MSG_COMMENT_TOO_LONG = "Keep the comment under 2,000 characters."
+MSG_STALE_FORM = "This form was damaged or is out of date: reload the page and try again."
 
 
 class ImportRequestForm(forms.ModelForm):
@@ -169,7 +170,13 @@ def tag_formset(data: Any = None, *, tags: list[dict[str, str]] | None = None) -
 class DecisionForm(forms.Form):
     """The POST body of every action button: the version the actor saw, and a comment."""
 
-    version = forms.IntegerField(min_value=1, max_value=2**31 - 1, required=False, widget=forms.HiddenInput)
+    version = forms.IntegerField(
+        min_value=1,
+        max_value=2**31 - 1,
+        required=False,
+        widget=forms.HiddenInput,
+        error_messages={"invalid": MSG_STALE_FORM, "min_value": MSG_STALE_FORM, "max_value": MSG_STALE_FORM},
+    )
     comment = forms.CharField(
         required=False,
         max_length=2000,

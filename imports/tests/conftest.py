@@ -109,7 +109,7 @@ def make_request(target: AwsTarget, requester: Any) -> Callable[..., ImportReque
     return make
 
 
-def form_data(target: AwsTarget, **overrides: Any) -> dict[str, Any]:
+def form_data(target: AwsTarget, /, **overrides: Any) -> dict[str, Any]:
     """The POST body of the request form, with one tag row."""
     data = {
         "target": str(target.pk),

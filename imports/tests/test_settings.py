@@ -20,7 +20,7 @@ def manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.Comple
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}
     full_env.update(env)
     full_env["PORTAL_VAR_DIR"] = str(tmp_path)
-    return subprocess.run(
+    return subprocess.run(  # noqa: S603 -- our own manage.py with fixed arguments
         [sys.executable, "manage.py", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60
     )
 
