@@ -1,11 +1,13 @@
 """Input and validation only. The rules themselves live in imports.rules."""
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Field, Fieldset, Layout
 from django import forms
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
 
 from imports import rules
 from imports.models import AwsTarget, ImportRequest
@@ -13,6 +15,17 @@ from imports.models import AwsTarget, ImportRequest
 MSG_NAME_IN_USE = "Another open request for this target already uses this image name: choose a different image name."
 MSG_COMMENT_TOO_LONG = "Keep the comment under 2,000 characters."
 MSG_STALE_FORM = "This form was damaged or is out of date: reload the page and try again."
+
+
+def aws_text_rule(pattern: re.Pattern[str], max_length: int, message: str) -> Callable[[str], None]:
+    """One validator, one message, for an AWS text parameter: its length limit and its whole
+    pattern (fullmatch, as `$` alone would also accept a final newline)."""
+
+    def validate(value: str) -> None:
+        if len(value) > max_length or not pattern.fullmatch(value):
+            raise ValidationError(message, code="invalid")
+
+    return validate
 
 
 class ImportRequestForm(forms.ModelForm):
@@ -24,21 +37,18 @@ class ImportRequestForm(forms.ModelForm):
     )
     ec2_image_id = forms.CharField(
         label="Source AMI",
-        max_length=21,
-        validators=[RegexValidator(rules.EC2_IMAGE_ID_RE, rules.MSG_AMI_FORMAT)],
+        validators=[aws_text_rule(rules.EC2_IMAGE_ID_RE, 21, rules.MSG_AMI_FORMAT)],
         help_text="The licensed Windows EC2 image (AMI) in the target account and region, e.g. ami-0123456789abcdef0.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     image_name = forms.CharField(
-        max_length=rules.IMAGE_NAME_MAX,
-        validators=[RegexValidator(rules.IMAGE_NAME_RE, rules.MSG_IMAGE_NAME_FORMAT)],
-        error_messages={"max_length": rules.MSG_IMAGE_NAME_FORMAT},
+        validators=[aws_text_rule(rules.IMAGE_NAME_RE, rules.IMAGE_NAME_MAX, rules.MSG_IMAGE_NAME_FORMAT)],
         help_text="Up to 64 letters, digits and _ . / ( ) -. No spaces.",
     )
     image_description = forms.CharField(
-        max_length=rules.IMAGE_DESCRIPTION_MAX,
-        validators=[RegexValidator(rules.IMAGE_DESCRIPTION_RE, rules.MSG_IMAGE_DESCRIPTION_FORMAT)],
-        error_messages={"max_length": rules.MSG_IMAGE_DESCRIPTION_FORMAT},
+        validators=[
+            aws_text_rule(rules.IMAGE_DESCRIPTION_RE, rules.IMAGE_DESCRIPTION_MAX, rules.MSG_IMAGE_DESCRIPTION_FORMAT)
+        ],
         help_text="Up to 256 letters, digits, spaces and _ . / ( ) -.",
     )
     justification = forms.CharField(
@@ -109,15 +119,27 @@ class ImportRequestForm(forms.ModelForm):
             live = live.exclude(pk=self.instance.pk)
         return live.exists()
 
-    def _post_clean(self) -> None:
-        # The model's own unique-constraint check would repeat clean()'s with a vaguer
-        # message; the workflow and the database enforce it again on save.
-        pass
+    def validate_unique(self) -> None:
+        # The model's unique-constraint check would repeat clean()'s with a vaguer message;
+        # the workflow and the database enforce it again when the request is saved.
+        return
 
 
 class TagForm(forms.Form):
-    key = forms.CharField(label="Tag key", max_length=rules.TAG_KEY_MAX * 2, required=False, strip=False)
-    value = forms.CharField(label="Tag value", max_length=rules.TAG_VALUE_MAX * 2, required=False, strip=False)
+    key = forms.CharField(
+        label="Tag key",
+        max_length=rules.TAG_KEY_MAX,
+        required=False,
+        strip=False,
+        error_messages={"max_length": rules.MSG_TAG_KEY_LENGTH},
+    )
+    value = forms.CharField(
+        label="Tag value",
+        max_length=rules.TAG_VALUE_MAX,
+        required=False,
+        strip=False,
+        error_messages={"max_length": rules.MSG_TAG_VALUE_LENGTH},
+    )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -154,7 +176,6 @@ TagFormSet = forms.formset_factory(
     extra=1,
     can_delete=True,
     max_num=rules.MAX_USER_TAGS,
-    absolute_max=rules.MAX_USER_TAGS + 10,
 )
 
 

@@ -219,6 +219,14 @@ class RequestEvent(models.Model):
         return f"{self.request_id} #{self.seq} {self.action}"
 
     @property
+    def from_state_label(self) -> str:
+        return RequestState(self.from_state).label if self.from_state else "new"
+
+    @property
+    def to_state_label(self) -> str:
+        return RequestState(self.to_state).label
+
+    @property
     def actor_name(self) -> str:
         return self.actor.get_username() if self.actor_id else "system"
 

@@ -139,7 +139,7 @@ def tag_text_violation(text: str, *, is_key: bool) -> str | None:
         return MSG_TAG_KEY_REQUIRED
     if len(text) > limit:
         return length_message
-    if not TAG_TEXT_RE.match(text):
+    if not TAG_TEXT_RE.fullmatch(text):  # fullmatch: `$` alone would let a final newline through
         return MSG_TAG_CHARACTERS
     if text != text.strip(" "):
         return MSG_TAG_SPACES

@@ -43,7 +43,7 @@ class Command(BaseCommand):
                 user.save()
             user.groups.add(*Group.objects.filter(name__in=group_names))
         AwsTarget.objects.update_or_create(
-            name="Sandbox (us-east-1)",
+            name="Local AWS sandbox",
             defaults={
                 "account_id": SANDBOX_ACCOUNT,
                 "region": "us-east-1",

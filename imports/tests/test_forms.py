@@ -1,0 +1,651 @@
+"""The request form and the tag formset: every rule of PRODUCT.md section 4 passes valid input
+and refuses invalid input with its exact message on the right field; then the same through the
+view, as a requester sees it."""
+
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from django import forms as django_forms
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
+from django.urls import reverse
+from django.utils.html import escape
+
+from imports import rules
+from imports.forms import MSG_NAME_IN_USE, ImportRequestForm, tag_formset
+from imports.models import AwsTarget, ImportRequest, RequestEvent
+from imports.tests.conftest import form_data
+
+State = ImportRequest.State
+REQUIRED = django_forms.Field.default_error_messages["required"]
+LIVE_STATES = [s for s in State.values if s not in ImportRequest.ENDED_STATES]
+
+
+def tag_rows(*rows: tuple[str, str], deleted: tuple[int, ...] = ()) -> dict[str, str]:
+    """The POST body of the tag formset alone: one row per (key, value)."""
+    data = {
+        "tags-TOTAL_FORMS": str(len(rows)),
+        "tags-INITIAL_FORMS": "0",
+        "tags-MIN_NUM_FORMS": "0",
+        "tags-MAX_NUM_FORMS": str(rules.MAX_USER_TAGS),
+    }
+    for i, (key, value) in enumerate(rows):
+        data[f"tags-{i}-key"] = key
+        data[f"tags-{i}-value"] = value
+    for i in deleted:
+        data[f"tags-{i}-DELETE"] = "on"
+    return data
+
+
+def numbered_tags(count: int) -> list[tuple[str, str]]:
+    return [(f"key{i}", f"value{i}") for i in range(count)]
+
+
+def max_length_messages(limit: int, text: str) -> list[str]:
+    """Django's own message for a value over a plain max_length, as the validator words it."""
+    with pytest.raises(ValidationError) as exc:
+        MaxLengthValidator(limit)(text)
+    return exc.value.messages
+
+
+class Page(HTMLParser):
+    """What a rendered page shows: by element id, its attributes and its text (unescaped); by
+    select id, the value of the selected option."""
+
+    VOID = frozenset({"input", "br", "img", "meta", "link", "hr", "source", "wbr"})
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.attrs: dict[str, dict[str, str | None]] = {}
+        self.text: dict[str, str] = {}
+        self.selected: dict[str, str | None] = {}
+        self._open: list[tuple[str, str | None]] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        element_id = attributes.get("id")
+        if element_id:
+            self.attrs[element_id] = attributes
+            self.text.setdefault(element_id, "")
+        if tag == "option" and "selected" in attributes:
+            select_id = next((i for t, i in reversed(self._open) if t == "select"), None)
+            if select_id:
+                self.selected[select_id] = attributes.get("value")
+        if tag not in self.VOID:
+            self._open.append((tag, element_id))
+
+    def handle_endtag(self, tag: str) -> None:
+        for depth in range(len(self._open) - 1, -1, -1):
+            if self._open[depth][0] == tag:
+                del self._open[depth:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        for _, element_id in self._open:
+            if element_id:
+                self.text[element_id] += data
+
+    def words(self, element_id: str) -> str:
+        return " ".join(self.text[element_id].split())
+
+
+# --- ImportRequestForm: field rules ---------------------------------------------------------
+
+
+def test_the_default_form_data_is_valid_and_cleaned_as_typed(target: AwsTarget) -> None:
+    form = ImportRequestForm(form_data(target))
+
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data == {
+        "target": target,
+        "windows_version": "10",
+        "ec2_image_id": "ami-0123456789abcdef0",
+        "ingestion_process": "BYOL_REGULAR_WSP",
+        "office": "",
+        "image_name": "win10-finance-2026",
+        "image_description": "Windows 10 22H2 for the finance team",
+        "justification": "Finance needs the new accounting add-in.",
+    }
+
+
+@pytest.mark.parametrize("ami", ["ami-0123abcd", "ami-0123456789abcdef0", " ami-0123abcd "])
+def test_an_ami_id_with_8_or_17_lowercase_hex_digits_is_accepted(target: AwsTarget, ami: str) -> None:
+    form = ImportRequestForm(form_data(target, ec2_image_id=ami))
+
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["ec2_image_id"] == ami.strip()
+
+
+@pytest.mark.parametrize(
+    "ami",
+    ["ami-0123ABCD", "ami-0123456789ABCDEF0", "ami-0123abcd9", "ami-0123abc", "ami-0123abcg", "AMI-0123abcd", "img-1"],
+)
+def test_an_ami_id_in_another_form_is_refused_with_the_ami_message(target: AwsTarget, ami: str) -> None:
+    form = ImportRequestForm(form_data(target, ec2_image_id=ami))
+
+    assert form.errors == {"ec2_image_id": [rules.MSG_AMI_FORMAT]}
+
+
+def test_an_ami_id_with_18_hex_digits_gets_the_ami_message_too(target: AwsTarget) -> None:
+    form = ImportRequestForm(form_data(target, ec2_image_id="ami-0123456789abcdef01"))
+
+    assert not form.is_valid()
+    assert rules.MSG_AMI_FORMAT in form.errors["ec2_image_id"]
+
+
+@pytest.mark.parametrize("name", ["a", "x" * rules.IMAGE_NAME_MAX, "Image_v1.2/(test)-x"])
+def test_an_image_name_of_1_to_64_allowed_characters_is_accepted(target: AwsTarget, name: str) -> None:
+    form = ImportRequestForm(form_data(target, image_name=name))
+
+    assert form.is_valid(), form.errors
+
+
+@pytest.mark.parametrize("name", ["with space", "name#1", "Größe", "a,b", "x" * (rules.IMAGE_NAME_MAX + 1)])
+def test_a_bad_image_name_is_refused_with_the_image_name_message(target: AwsTarget, name: str) -> None:
+    form = ImportRequestForm(form_data(target, image_name=name))
+
+    assert form.errors == {"image_name": [rules.MSG_IMAGE_NAME_FORMAT]}
+
+
+@pytest.mark.parametrize("description", ["a", "x" * rules.IMAGE_DESCRIPTION_MAX, "Win 11 (v1.2) a/b_c - d"])
+def test_a_description_of_1_to_256_allowed_characters_is_accepted(target: AwsTarget, description: str) -> None:
+    form = ImportRequestForm(form_data(target, image_description=description))
+
+    assert form.is_valid(), form.errors
+
+
+@pytest.mark.parametrize(
+    "description", ["comma, no", "<script>", "Größe", "tab\tinside", "x" * (rules.IMAGE_DESCRIPTION_MAX + 1)]
+)
+def test_a_bad_description_is_refused_with_the_description_message(target: AwsTarget, description: str) -> None:
+    form = ImportRequestForm(form_data(target, image_description=description))
+
+    assert form.errors == {"image_description": [rules.MSG_IMAGE_DESCRIPTION_FORMAT]}
+
+
+@pytest.mark.parametrize("description", ["", "   "])
+def test_an_empty_description_is_refused_as_required(target: AwsTarget, description: str) -> None:
+    form = ImportRequestForm(form_data(target, image_description=description))
+
+    assert form.errors == {"image_description": [REQUIRED]}
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "target",
+        "windows_version",
+        "ec2_image_id",
+        "ingestion_process",
+        "image_name",
+        "image_description",
+        "justification",
+    ],
+)
+def test_a_missing_required_field_is_refused_on_that_field(target: AwsTarget, field: str) -> None:
+    data = form_data(target)
+    del data[field]
+
+    form = ImportRequestForm(data)
+
+    assert form.errors[field] == [REQUIRED]
+    assert set(form.errors) == {field}
+
+
+def test_office_may_be_left_out(target: AwsTarget) -> None:
+    data = form_data(target)
+    del data["office"]
+
+    form = ImportRequestForm(data)
+
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["office"] == ""
+
+
+def test_an_inactive_target_is_not_offered_and_not_accepted(target: AwsTarget, byop_target: AwsTarget) -> None:
+    AwsTarget.objects.filter(pk=target.pk).update(is_active=False)
+
+    form = ImportRequestForm(form_data(target))
+
+    assert list(form.fields["target"].queryset) == [byop_target]
+    assert form.errors == {"target": [form.fields["target"].error_messages["invalid_choice"]]}
+    assert ImportRequestForm(form_data(byop_target)).is_valid()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("windows_version", "12"), ("ingestion_process", "BYOL_FANCY"), ("office", "Microsoft_Office_2021")],
+)
+def test_a_value_outside_a_fields_choices_is_refused(target: AwsTarget, field: str, value: str) -> None:
+    message = django_forms.ChoiceField.default_error_messages["invalid_choice"] % {"value": value}
+
+    form = ImportRequestForm(form_data(target, **{field: value}))
+
+    assert form.errors == {field: [message]}
+
+
+def test_a_justification_of_4000_characters_is_accepted(target: AwsTarget) -> None:
+    form = ImportRequestForm(form_data(target, justification="j" * 4000))
+
+    assert form.is_valid(), form.errors
+
+
+def test_a_justification_over_4000_characters_is_refused(target: AwsTarget) -> None:
+    form = ImportRequestForm(form_data(target, justification="j" * 4001))
+
+    assert form.errors == {"justification": max_length_messages(4000, "j" * 4001)}
+    assert form.has_error("justification", code="max_length")
+
+
+# --- ImportRequestForm: cross-field rules ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target_fixture", "windows", "process", "office"),
+    [
+        ("byop_target", "10", "BYOL_REGULAR_BYOP", ""),
+        ("byop_target", "11", "BYOL_GRAPHICS_G4DN_BYOP", rules.OFFICE_2019),
+        ("target", "10", "BYOL_REGULAR", rules.OFFICE_2016),
+        ("target", "11", "BYOL_REGULAR_WSP", rules.OFFICE_2019),
+        ("target", "11", "BYOL_REGULAR_WSP", ""),
+        ("target", "11", "BYOL_GRAPHICS_G4DN_WSP", ""),
+        ("target", "10", "BYOL_GRAPHICS_G4DN", rules.OFFICE_2019),
+        ("target", "10", "BYOL_GRAPHICS_G4DN_WSP", rules.OFFICE_2019),
+        ("target", "10", "BYOL_GRAPHICS", ""),  # end-of-life: a warning, not an error
+        ("target", "10", "BYOL_GRAPHICSPRO", rules.OFFICE_2016),
+    ],
+)
+def test_an_allowed_combination_passes_the_form(
+    request: pytest.FixtureRequest, target_fixture: str, windows: str, process: str, office: str
+) -> None:
+    chosen = request.getfixturevalue(target_fixture)
+
+    form = ImportRequestForm(form_data(chosen, windows_version=windows, ingestion_process=process, office=office))
+
+    assert form.is_valid(), form.errors
+
+
+@pytest.mark.parametrize(
+    ("windows", "process", "office", "field", "message"),
+    [
+        ("10", "BYOL_REGULAR_BYOP", "", "ingestion_process", rules.MSG_BYOP_NOT_ALLOWED),
+        ("11", "BYOL_GRAPHICS_G4DN_BYOP", "", "ingestion_process", rules.MSG_BYOP_NOT_ALLOWED),
+        ("11", "BYOL_REGULAR", "", "ingestion_process", rules.MSG_WIN11_NO_PCOIP),
+        ("11", "BYOL_GRAPHICS", "", "ingestion_process", rules.MSG_WIN11_NO_PCOIP),
+        ("11", "BYOL_GRAPHICSPRO", "", "ingestion_process", rules.MSG_WIN11_NO_PCOIP),
+        ("11", "BYOL_GRAPHICS_G4DN", "", "ingestion_process", rules.MSG_WIN11_NO_PCOIP),
+        ("11", "BYOL_REGULAR_WSP", rules.OFFICE_2016, "office", rules.MSG_WIN11_WSP_REGULAR_OFFICE),
+        ("11", "BYOL_GRAPHICS_G4DN_WSP", rules.OFFICE_2019, "office", rules.MSG_WIN11_WSP_GPU_OFFICE),
+        ("11", "BYOL_GRAPHICS_G4DN_WSP", rules.OFFICE_2016, "office", rules.MSG_WIN11_WSP_GPU_OFFICE),
+        ("10", "BYOL_GRAPHICS_G4DN", rules.OFFICE_2016, "office", rules.MSG_G4DN_OFFICE),
+        ("10", "BYOL_GRAPHICS_G4DN_WSP", rules.OFFICE_2016, "office", rules.MSG_G4DN_OFFICE),
+    ],
+)
+def test_a_refused_combination_puts_its_message_on_the_field_to_change(
+    target: AwsTarget, windows: str, process: str, office: str, field: str, message: str
+) -> None:
+    form = ImportRequestForm(form_data(target, windows_version=windows, ingestion_process=process, office=office))
+
+    assert form.errors == {field: [message]}
+
+
+def test_byop_on_an_allow_listed_target_with_g4dn_and_office_2016_gets_only_the_office_message(
+    byop_target: AwsTarget,
+) -> None:
+    data = form_data(byop_target, ingestion_process="BYOL_GRAPHICS_G4DN_BYOP", office=rules.OFFICE_2016)
+
+    assert ImportRequestForm(data).errors == {"office": [rules.MSG_G4DN_OFFICE]}
+
+
+def test_two_refused_combinations_put_one_message_on_each_field(target: AwsTarget) -> None:
+    data = form_data(target, windows_version="11", ingestion_process="BYOL_GRAPHICS_G4DN", office=rules.OFFICE_2016)
+
+    assert ImportRequestForm(data).errors == {
+        "ingestion_process": [rules.MSG_WIN11_NO_PCOIP],
+        "office": [rules.MSG_G4DN_OFFICE],
+    }
+
+
+# --- ImportRequestForm: image name unique per target among live requests --------------------
+
+
+@pytest.mark.parametrize("state", LIVE_STATES)
+def test_a_name_used_by_a_live_request_on_the_same_target_is_refused(
+    target: AwsTarget, make_request: Any, state: str
+) -> None:
+    existing = make_request(image_name="win10-finance-2026")
+    ImportRequest.objects.filter(pk=existing.pk).update(state=state)
+
+    form = ImportRequestForm(form_data(target, image_name="win10-finance-2026"))
+
+    assert form.errors == {"image_name": [MSG_NAME_IN_USE]}
+
+
+@pytest.mark.parametrize("state", ImportRequest.ENDED_STATES)
+def test_a_name_of_a_rejected_cancelled_or_failed_request_is_free_again(
+    target: AwsTarget, make_request: Any, state: str
+) -> None:
+    existing = make_request(image_name="win10-finance-2026")
+    ImportRequest.objects.filter(pk=existing.pk).update(state=state)
+
+    form = ImportRequestForm(form_data(target, image_name="win10-finance-2026"))
+
+    assert form.is_valid(), form.errors
+
+
+def test_the_same_name_on_another_target_is_accepted(
+    target: AwsTarget, byop_target: AwsTarget, make_request: Any
+) -> None:
+    make_request(image_name="win10-finance-2026")
+
+    form = ImportRequestForm(form_data(byop_target, image_name="win10-finance-2026"))
+
+    assert form.is_valid(), form.errors
+
+
+def test_editing_a_request_keeps_its_own_name_valid(target: AwsTarget, make_request: Any) -> None:
+    own = make_request(image_name="win10-finance-2026")
+
+    form = ImportRequestForm(form_data(target, image_name="win10-finance-2026", justification="Changed"), instance=own)
+
+    assert form.is_valid(), form.errors
+
+
+def test_editing_a_request_to_the_name_of_another_live_request_is_refused(target: AwsTarget, make_request: Any) -> None:
+    make_request(image_name="win10-finance-2026")
+    other = make_request(image_name="win10-hr-2026")
+
+    form = ImportRequestForm(form_data(target, image_name="win10-finance-2026"), instance=other)
+
+    assert form.errors == {"image_name": [MSG_NAME_IN_USE]}
+
+
+# --- the tag formset ------------------------------------------------------------------------
+
+
+def test_valid_tags_are_returned_exactly_in_order() -> None:
+    formset = tag_formset(tag_rows(("CostCenter", "4711"), ("Team", "Finance"), ("Größe", "groß")))
+
+    assert formset.is_valid(), formset.errors
+    assert formset.tags() == [
+        {"Key": "CostCenter", "Value": "4711"},
+        {"Key": "Team", "Value": "Finance"},
+        {"Key": "Größe", "Value": "groß"},
+    ]
+
+
+def test_no_tag_rows_at_all_give_no_tags() -> None:
+    formset = tag_formset(tag_rows())
+
+    assert formset.is_valid(), formset.errors
+    assert formset.tags() == []
+
+
+def test_empty_rows_are_ignored() -> None:
+    formset = tag_formset(tag_rows(("", ""), ("CostCenter", "4711"), ("", ""), ("Team", "a"), ("", "")))
+
+    assert formset.is_valid(), formset.errors
+    assert formset.tags() == [{"Key": "CostCenter", "Value": "4711"}, {"Key": "Team", "Value": "a"}]
+
+
+@pytest.mark.parametrize("value", ["", "v" * rules.TAG_VALUE_MAX, "a+b-c=d.e_f:g/h@i", "two words", "Größe"])
+def test_a_tag_value_up_to_255_allowed_characters_or_empty_is_fine(value: str) -> None:
+    formset = tag_formset(tag_rows(("CostCenter", value)))
+
+    assert formset.is_valid(), formset.errors
+    assert formset.tags() == [{"Key": "CostCenter", "Value": value}]
+
+
+@pytest.mark.parametrize("key", ["a", "k" * rules.TAG_KEY_MAX, "team:finance", "a+b-c=d.e_f:g/h@i", "my aws:key"])
+def test_a_tag_key_up_to_127_allowed_characters_is_fine(key: str) -> None:
+    formset = tag_formset(tag_rows((key, "v")))
+
+    assert formset.is_valid(), formset.errors
+    assert formset.tags() == [{"Key": key, "Value": "v"}]
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("", rules.MSG_TAG_KEY_REQUIRED),
+        ("k" * (rules.TAG_KEY_MAX + 1), rules.MSG_TAG_KEY_LENGTH),
+        ("cost#center", rules.MSG_TAG_CHARACTERS),
+        ("<b>", rules.MSG_TAG_CHARACTERS),
+        ("a\tb", rules.MSG_TAG_CHARACTERS),
+        (" leading", rules.MSG_TAG_SPACES),
+        ("trailing ", rules.MSG_TAG_SPACES),
+        ("aws:owner", rules.MSG_TAG_AWS_PREFIX),
+        ("AWS:owner", rules.MSG_TAG_AWS_PREFIX),
+        ("aWs:Owner", rules.MSG_TAG_AWS_PREFIX),
+        ("byol-portal:request", rules.MSG_TAG_PORTAL_PREFIX),
+        ("Byol-Portal:mine", rules.MSG_TAG_PORTAL_PREFIX),
+    ],
+)
+def test_a_bad_tag_key_gets_its_message_on_the_key(key: str, message: str) -> None:
+    formset = tag_formset(tag_rows(("Team", "a"), (key, "4711")))
+
+    assert not formset.is_valid()
+    assert formset.errors == [{}, {"key": [message]}]
+    assert formset.non_form_errors() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("v" * (rules.TAG_VALUE_MAX + 1), rules.MSG_TAG_VALUE_LENGTH),
+        ("#1", rules.MSG_TAG_CHARACTERS),
+        ("<script>", rules.MSG_TAG_CHARACTERS),
+        ("a\tb", rules.MSG_TAG_CHARACTERS),
+        (" leading", rules.MSG_TAG_SPACES),
+        ("trailing ", rules.MSG_TAG_SPACES),
+    ],
+)
+def test_a_bad_tag_value_gets_its_message_on_the_value(value: str, message: str) -> None:
+    formset = tag_formset(tag_rows(("CostCenter", value)))
+
+    assert not formset.is_valid()
+    assert formset.errors == [{"value": [message]}]
+
+
+def test_a_bad_key_and_a_bad_value_in_one_row_each_get_their_message() -> None:
+    formset = tag_formset(tag_rows(("aws:x", "#1")))
+
+    assert formset.errors == [{"key": [rules.MSG_TAG_AWS_PREFIX], "value": [rules.MSG_TAG_CHARACTERS]}]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "errors"),
+    [
+        ("k" * 300, "v", {"key": [rules.MSG_TAG_KEY_LENGTH]}),
+        ("CostCenter", "v" * 600, {"value": [rules.MSG_TAG_VALUE_LENGTH]}),
+    ],
+)
+def test_a_very_long_tag_key_or_value_gets_the_tag_length_message(key: str, value: str, errors: dict) -> None:
+    formset = tag_formset(tag_rows((key, value)))
+
+    assert formset.errors == [errors]
+
+
+def test_a_tag_key_or_value_ending_in_a_newline_is_refused() -> None:
+    formset = tag_formset(tag_rows(("CostCenter\n", "4711"), ("Team", "Finance\n")))
+
+    assert formset.errors == [{"key": [rules.MSG_TAG_CHARACTERS]}, {"value": [rules.MSG_TAG_CHARACTERS]}]
+
+
+def test_a_duplicate_key_is_named_in_the_formsets_message() -> None:
+    formset = tag_formset(tag_rows(("Team", "a"), ("CostCenter", "4711"), ("Team", "b")))
+
+    assert not formset.is_valid()
+    assert formset.errors == [{}, {}, {}]
+    assert formset.non_form_errors() == [rules.MSG_TAG_DUPLICATE.format(key="Team")]
+
+
+def test_keys_that_differ_only_in_case_are_not_duplicates() -> None:
+    formset = tag_formset(tag_rows(("Team", "a"), ("team", "b")))
+
+    assert formset.is_valid(), formset.non_form_errors()
+
+
+def test_47_tags_are_accepted() -> None:
+    formset = tag_formset(tag_rows(*numbered_tags(rules.MAX_USER_TAGS)))
+
+    assert formset.is_valid(), formset.non_form_errors()
+    assert len(formset.tags()) == 47
+
+
+@pytest.mark.parametrize("count", [rules.MAX_USER_TAGS + 1, rules.MAX_USER_TAGS + 60])
+def test_more_than_47_tags_are_refused_with_the_too_many_tags_message(count: int) -> None:
+    formset = tag_formset(tag_rows(*numbered_tags(count)))
+
+    assert not formset.is_valid()
+    assert formset.non_form_errors() == [rules.MSG_TOO_MANY_TAGS]
+
+
+def test_a_row_ticked_for_removal_is_not_counted() -> None:
+    formset = tag_formset(tag_rows(*numbered_tags(rules.MAX_USER_TAGS + 1), deleted=(5,)))
+
+    assert formset.is_valid(), formset.non_form_errors()
+    assert len(formset.tags()) == 47
+    assert {"Key": "key5", "Value": "value5"} not in formset.tags()
+
+
+def test_a_row_ticked_for_removal_is_not_a_duplicate_and_not_checked() -> None:
+    formset = tag_formset(tag_rows(("Team", "a"), ("Team", "b"), ("aws:bad", "#"), deleted=(1, 2)))
+
+    assert formset.is_valid(), (formset.errors, formset.non_form_errors())
+    assert formset.tags() == [{"Key": "Team", "Value": "a"}]
+
+
+# --- through the view, as the requester sees it ---------------------------------------------
+
+
+def test_a_post_with_errors_shows_each_message_next_to_its_field_and_keeps_what_was_typed(
+    client: Any, requester: Any, target: AwsTarget
+) -> None:
+    client.force_login(requester)
+    justification = "Needed for Q3 <budget> & the 'audit' team."
+    data = form_data(
+        target,
+        windows_version="11",
+        ingestion_process="BYOL_REGULAR",
+        office=rules.OFFICE_2019,
+        image_name="win11-finance-2026",
+        justification=justification,
+        **{"tags-TOTAL_FORMS": "2", "tags-0-value": "#1", "tags-1-key": "Größe", "tags-1-value": "groß"},
+    )
+
+    response = client.post(reverse("request_create"), data)
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert escape(rules.MSG_WIN11_NO_PCOIP) in html
+    assert escape(rules.MSG_TAG_CHARACTERS) in html
+    page = Page(html)
+    assert page.words("id_ingestion_process_error") == rules.MSG_WIN11_NO_PCOIP
+    assert page.attrs["id_ingestion_process"]["aria-invalid"] == "true"
+    assert page.text["id_tags-0-value-error"] == rules.MSG_TAG_CHARACTERS
+    assert page.attrs["id_tags-0-value"]["aria-describedby"] == "id_tags-0-value-error"
+    assert page.selected == {
+        "id_target": str(target.pk),
+        "id_windows_version": "11",
+        "id_ingestion_process": "BYOL_REGULAR",
+        "id_office": rules.OFFICE_2019,
+    }
+    assert page.attrs["id_ec2_image_id"]["value"] == "ami-0123456789abcdef0"
+    assert page.attrs["id_image_name"]["value"] == "win11-finance-2026"
+    assert page.attrs["id_image_description"]["value"] == "Windows 10 22H2 for the finance team"
+    assert page.text["id_justification"].removeprefix("\n") == justification
+    assert escape(justification) in html
+    assert [page.attrs[f"id_tags-{i}-{part}"]["value"] for i in (0, 1) for part in ("key", "value")] == [
+        "CostCenter",
+        "#1",
+        "Größe",
+        "groß",
+    ]
+    assert ImportRequest.objects.count() == 0
+    assert RequestEvent.objects.count() == 0
+
+
+def test_a_post_with_duplicate_tags_shows_the_tag_message_in_the_tags_section(
+    client: Any, requester: Any, target: AwsTarget
+) -> None:
+    client.force_login(requester)
+    data = form_data(target, **{"tags-TOTAL_FORMS": "2", "tags-1-key": "CostCenter", "tags-1-value": "0815"})
+
+    response = client.post(reverse("request_create"), data)
+
+    assert response.status_code == 400
+    message = rules.MSG_TAG_DUPLICATE.format(key="CostCenter")
+    assert escape(message) in response.content.decode()
+    assert message in Page(response.content.decode()).words("tags")
+    assert ImportRequest.objects.count() == 0
+
+
+def test_a_valid_post_stores_the_request_with_its_tags_exactly_and_redirects_to_it(
+    client: Any, requester: Any, target: AwsTarget
+) -> None:
+    client.force_login(requester)
+    data = form_data(
+        target,
+        **{
+            "tags-TOTAL_FORMS": "4",
+            "tags-1-key": "Größe",
+            "tags-1-value": "",
+            "tags-2-key": "",
+            "tags-2-value": "",
+            "tags-3-key": "Removed",
+            "tags-3-value": "x",
+            "tags-3-DELETE": "on",
+        },
+    )
+
+    response = client.post(reverse("request_create"), data)
+
+    created = ImportRequest.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("request_detail", args=[created.pk])
+    created.refresh_from_db()
+    assert created.tags == [{"Key": "CostCenter", "Value": "4711"}, {"Key": "Größe", "Value": ""}]
+    assert (created.requester, created.state, created.image_name, created.office) == (
+        requester,
+        State.SUBMITTED,
+        "win10-finance-2026",
+        "",
+    )
+    event = created.events.get()
+    assert event.data["parameters"]["Tags"] == created.tags
+
+
+def test_hostile_text_in_the_justification_is_stored_as_typed_and_shown_escaped(
+    client: Any, requester: Any, target: AwsTarget
+) -> None:
+    client.force_login(requester)
+    hostile = "<script>alert(1)</script>"
+
+    response = client.post(reverse("request_create"), form_data(target, justification=hostile))
+
+    created = ImportRequest.objects.get()
+    assert response.status_code == 302
+    created.refresh_from_db()
+    assert created.justification == hostile
+    detail = client.get(reverse("request_detail", args=[created.pk]))
+    assert detail.status_code == 200
+    html = detail.content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert hostile not in html
+
+
+def test_an_end_of_life_process_is_accepted_with_its_warning_shown(
+    client: Any, requester: Any, target: AwsTarget
+) -> None:
+    client.force_login(requester)
+
+    response = client.post(reverse("request_create"), form_data(target, ingestion_process="BYOL_GRAPHICS"), follow=True)
+
+    created = ImportRequest.objects.get()
+    assert response.redirect_chain == [(reverse("request_detail", args=[created.pk]), 302)]
+    assert created.ingestion_process == "BYOL_GRAPHICS"
+    assert escape(rules.MSG_END_OF_LIFE.format(process="BYOL_GRAPHICS")) in response.content.decode()
