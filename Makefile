@@ -7,7 +7,7 @@ POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/byol_portal
 
 .PHONY: run test test-postgres lint format check-deploy clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-sandbox.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@

@@ -1,0 +1,25 @@
+"""The local AWS sandbox: moto's server plus the WorkSpaces BYOL import operations it lacks.
+
+Standalone on purpose (no Django models), so tests, benchmarks and the ``aws_sandbox``
+management command can all start it. See PRODUCT.md section 11.
+"""
+
+from .seed import DEFAULT_REGION, ERROR_DETAILS_TAG, PARTNER_ACCOUNT_ID, SEED_IMAGES, SEED_TAG, seed_images
+from .server import DEFAULT_HOST, DEFAULT_IMPORT_DELAY, DEFAULT_PORT, SandboxHandle, start_sandbox
+
+SANDBOX_ACCOUNT_ID = "123456789012"  # moto's default account
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_IMPORT_DELAY",
+    "DEFAULT_PORT",
+    "DEFAULT_REGION",
+    "ERROR_DETAILS_TAG",
+    "PARTNER_ACCOUNT_ID",
+    "SANDBOX_ACCOUNT_ID",
+    "SEED_IMAGES",
+    "SEED_TAG",
+    "SandboxHandle",
+    "seed_images",
+    "start_sandbox",
+]

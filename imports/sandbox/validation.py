@@ -1,0 +1,140 @@
+"""Server-side parameter checks for the WorkSpaces operations the sandbox answers itself.
+
+The constraints are those of botocore's service model for WorkSpaces 2015-04-08
+(``botocore/data/workspaces/2015-04-08/service-2.json.gz``) plus the limits its documentation
+states in prose (50 tags, one application). boto3 checks the model client-side, but a client
+built with ``Config(parameter_validation=False)``, or any other SDK, relies on the server, as it
+does on AWS. Each check returns the problems it found as sentences; none means valid.
+"""
+
+import re
+from typing import Any
+
+EC2_IMAGE_ID = re.compile(r"^ami\-([a-f0-9]{8}|[a-f0-9]{17})$")
+IMAGE_NAME = re.compile(r"^[a-zA-Z0-9_./()\-]+$")
+IMAGE_DESCRIPTION = re.compile(r"^[a-zA-Z0-9_./() -]+$")
+WORKSPACE_IMAGE_ID = re.compile(r"wsi-[0-9a-z]{9,63}$")
+
+INGESTION_PROCESSES = (
+    "BYOL_REGULAR",
+    "BYOL_GRAPHICS",
+    "BYOL_GRAPHICSPRO",
+    "BYOL_GRAPHICS_G4DN",
+    "BYOL_REGULAR_WSP",
+    "BYOL_GRAPHICS_G4DN_WSP",
+    "BYOL_REGULAR_BYOP",
+    "BYOL_GRAPHICS_G4DN_BYOP",
+)
+APPLICATIONS = ("Microsoft_Office_2016", "Microsoft_Office_2019")
+IMAGE_TYPES = ("OWNED", "SHARED")
+
+# "Each WorkSpaces resource can have a maximum of 50 tags." (ImportWorkspaceImage, Tags)
+MAX_TAGS = 50
+# "Although this parameter is an array, only one item is allowed at this time." (Applications)
+MAX_APPLICATIONS = 1
+# WorkspaceImageIdList and Limit in the model: max 25.
+MAX_IMAGE_IDS = 25
+MAX_RESULTS = 25
+
+IMPORT_REQUIRED = ("Ec2ImageId", "IngestionProcess", "ImageName", "ImageDescription")
+
+
+def _check_string(
+    name: str, value: Any, *, min_len: int, max_len: int, pattern: re.Pattern[str] | None = None
+) -> list[str]:
+    if not isinstance(value, str):
+        return [f"{name} must be a string, not {type(value).__name__}"]
+    if not min_len <= len(value) <= max_len:
+        return [f"{name} must be {min_len} to {max_len} characters long, not {len(value)}"]
+    if pattern is not None and not pattern.match(value):
+        return [f"{name} {value!r} does not match the pattern {pattern.pattern}"]
+    return []
+
+
+def _check_enum(name: str, value: Any, allowed: tuple[str, ...]) -> list[str]:
+    if value not in allowed:
+        return [f"{name} {value!r} is not one of {', '.join(allowed)}"]
+    return []
+
+
+def _check_tag(index: int, tag: Any) -> list[str]:
+    where = f"Tags[{index}]"
+    if not isinstance(tag, dict):
+        return [f"{where} must be an object with Key and Value"]
+    if "Key" not in tag:
+        return [f"{where}.Key is required"]
+    problems = _check_string(f"{where}.Key", tag["Key"], min_len=1, max_len=127)
+    if not problems and tag["Key"].lower().startswith("aws:"):
+        # "aws:" is reserved for AWS in every service's tags:
+        # https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html
+        problems.append(f"{where}.Key {tag['Key']!r} uses the reserved prefix aws:")
+    if "Value" in tag:
+        problems += _check_string(f"{where}.Value", tag["Value"], min_len=0, max_len=255)
+    return problems
+
+
+def _check_tags(tags: Any) -> list[str]:
+    if not isinstance(tags, list):
+        return ["Tags must be a list of {Key, Value} objects"]
+    if len(tags) > MAX_TAGS:
+        return [f"Tags has {len(tags)} tags; a WorkSpaces resource can have at most {MAX_TAGS}"]
+    return [problem for index, tag in enumerate(tags) for problem in _check_tag(index, tag)]
+
+
+def _check_applications(applications: Any) -> list[str]:
+    if not isinstance(applications, list) or not 1 <= len(applications) <= MAX_APPLICATIONS:
+        return [f"Applications must be a list of exactly {MAX_APPLICATIONS} item when given (only one is allowed)"]
+    return [
+        p for index, app in enumerate(applications) for p in _check_enum(f"Applications[{index}]", app, APPLICATIONS)
+    ]
+
+
+def import_request_problems(params: dict[str, Any]) -> list[str]:
+    """What is wrong with an ImportWorkspaceImage request, in the order of the model's members."""
+    problems = [f"{key} is required" for key in IMPORT_REQUIRED if params.get(key) is None]
+    if params.get("Ec2ImageId") is not None:
+        problems += _check_string("Ec2ImageId", params["Ec2ImageId"], min_len=1, max_len=21, pattern=EC2_IMAGE_ID)
+    if params.get("IngestionProcess") is not None:
+        problems += _check_enum("IngestionProcess", params["IngestionProcess"], INGESTION_PROCESSES)
+    if params.get("ImageName") is not None:
+        problems += _check_string("ImageName", params["ImageName"], min_len=1, max_len=64, pattern=IMAGE_NAME)
+    if params.get("ImageDescription") is not None:
+        problems += _check_string(
+            "ImageDescription", params["ImageDescription"], min_len=1, max_len=256, pattern=IMAGE_DESCRIPTION
+        )
+    if params.get("Tags") is not None:
+        problems += _check_tags(params["Tags"])
+    if params.get("Applications") is not None:
+        problems += _check_applications(params["Applications"])
+    return problems
+
+
+def _check_image_ids(image_ids: Any) -> list[str]:
+    if not isinstance(image_ids, list) or not 1 <= len(image_ids) <= MAX_IMAGE_IDS:
+        count = len(image_ids) if isinstance(image_ids, list) else "no list"
+        return [f"ImageIds must hold 1 to {MAX_IMAGE_IDS} image ids, not {count}"]
+    return [
+        problem
+        for index, image_id in enumerate(image_ids)
+        for problem in _check_string(f"ImageIds[{index}]", image_id, min_len=1, max_len=67, pattern=WORKSPACE_IMAGE_ID)
+    ]
+
+
+def _check_max_results(value: Any) -> list[str]:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RESULTS:
+        return [f"MaxResults must be a whole number from 1 to {MAX_RESULTS}, not {value!r}"]
+    return []
+
+
+def describe_images_request_problems(params: dict[str, Any]) -> list[str]:
+    """What is wrong with a DescribeWorkspaceImages request."""
+    problems: list[str] = []
+    if params.get("ImageIds") is not None:
+        problems += _check_image_ids(params["ImageIds"])
+    if params.get("ImageType") is not None:
+        problems += _check_enum("ImageType", params["ImageType"], IMAGE_TYPES)
+    if params.get("MaxResults") is not None:
+        problems += _check_max_results(params["MaxResults"])
+    if params.get("NextToken") is not None:
+        problems += _check_string("NextToken", params["NextToken"], min_len=1, max_len=2048)
+    return problems
