@@ -1,0 +1,587 @@
+"""Everything that talks to AWS, with boto3 only: no Django models in here.
+
+Callers pass a `Target` (anything with the attributes of imports.models.AwsTarget that matter
+here) and get back plain dataclasses, or one of a few domain errors, each carrying a message
+written for people plus the raw AWS code, message and request id for the audit history.
+"""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import DeferredRefreshableCredentials
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from imports import rules
+
+# The session name for calls that serve no single request (polling, listing AMIs).
+PORTAL_IDENTITY = "byol-portal"
+# https://docs.aws.amazon.com/workspaces/latest/api/API_DescribeWorkspaceImages.html: ImageIds
+# takes at most 25 ids, and MaxResults is at most 25.
+DESCRIBE_BATCH = 25
+# AWS's default quota of WorkSpaces images per region; warn when an account is close to it.
+# https://docs.aws.amazon.com/workspaces/latest/adminguide/workspaces-limits.html
+IMAGE_QUOTA = 40
+IMAGE_QUOTA_WARNING_AT = 36
+# https://docs.aws.amazon.com/workspaces/latest/adminguide/byol-windows-images.html: the VM must
+# have a single volume of at most 70 GB.
+MAX_ROOT_VOLUME_GB = 70
+ASSUMED_ROLE_SECONDS = 3600
+
+
+class Target(Protocol):
+    account_id: str
+    region: str
+    credentials: str
+    role_arn: str
+    external_id: str
+    endpoint_url: str
+
+
+class RateLimiter(Protocol):
+    def acquire(self, key: str) -> None:
+        """Block until one more call to the account `key` fits in its rate."""
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+MSG_ACCESS_DENIED = (
+    "AWS refused access. The portal's IAM identity for this target lacks a permission it needs "
+    "(workspaces:ImportWorkspaceImage, ec2:DescribeImages, ec2:ModifyImageAttribute): ask an admin "
+    "to check the target's role and its policy."
+)
+MSG_INVALID_PARAMETERS = (
+    "AWS refused the request's parameters. Read the AWS message, correct the request, and submit it again."
+)
+MSG_RESOURCE_NOT_FOUND = (
+    "AWS could not find something the import needs, usually the source AMI: check that the AMI exists "
+    "in the target's account and region."
+)
+MSG_NOT_SUPPORTED = (
+    "AWS does not support this import for the account: BYOL may not be enabled in this region, or the "
+    "ingestion process is not allowed for it (BYOP needs WorkSpaces Core allow-listing)."
+)
+MSG_ALREADY_EXISTS = "An image with this name already exists in WorkSpaces: choose another image name."
+MSG_LIMIT_EXCEEDED = (
+    "The account has reached a WorkSpaces limit (images, or imports running at once). "
+    "The portal waits and tries again later."
+)
+MSG_THROTTLED = "AWS asked the portal to slow down. The portal tries again shortly."
+MSG_NETWORK = "The portal could not reach AWS ({detail}). It tries again shortly."
+MSG_SERVER_ERROR = "AWS had an internal error. The portal tries again shortly."
+MSG_NO_CREDENTIALS = (
+    "The portal found no AWS credentials for this target: an admin must configure the default credential "
+    "chain (environment, instance or task role) or give the target a role to assume."
+)
+MSG_UNKNOWN = "AWS answered with an error the portal does not know ({code}). The AWS message is kept in the history."
+
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"}
+)
+
+
+class AwsError(Exception):
+    """A failed AWS call, explained. `retryable`: trying again later may work."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, code: str = "", aws_message: str = "", request_id: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.aws_message = aws_message
+        self.request_id = request_id
+
+    def as_record(self) -> dict[str, str]:
+        """What the audit history keeps of this error."""
+        return {
+            "kind": type(self).__name__,
+            "message": self.message,
+            "code": self.code,
+            "aws_message": self.aws_message,
+            "aws_request_id": self.request_id,
+        }
+
+
+class Refused(AwsError):
+    """AWS said no to this request; trying again unchanged will not help."""
+
+
+class AccessDenied(Refused):
+    pass
+
+
+class InvalidParameters(Refused):
+    pass
+
+
+class ResourceNotFound(Refused):
+    pass
+
+
+class NotSupported(Refused):
+    pass
+
+
+class AlreadyExists(Refused):
+    pass
+
+
+class LimitExceeded(AwsError):
+    retryable = True
+
+
+class Throttled(AwsError):
+    retryable = True
+
+
+class ServerError(AwsError):
+    retryable = True
+
+
+class NetworkError(AwsError):
+    """No answer. `maybe_sent`: the request may have reached AWS, so its outcome is unknown."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, maybe_sent: bool, **kwargs: str) -> None:
+        super().__init__(message, **kwargs)
+        self.maybe_sent = maybe_sent
+
+
+class UnknownAwsError(AwsError):
+    pass
+
+
+_BY_CODE: dict[str, tuple[type[AwsError], str]] = {
+    "AccessDeniedException": (AccessDenied, MSG_ACCESS_DENIED),
+    "AccessDenied": (AccessDenied, MSG_ACCESS_DENIED),
+    "UnauthorizedOperation": (AccessDenied, MSG_ACCESS_DENIED),
+    "InvalidParameterValuesException": (InvalidParameters, MSG_INVALID_PARAMETERS),
+    "ValidationException": (InvalidParameters, MSG_INVALID_PARAMETERS),
+    "ResourceNotFoundException": (ResourceNotFound, MSG_RESOURCE_NOT_FOUND),
+    "OperationNotSupportedException": (NotSupported, MSG_NOT_SUPPORTED),
+    "ResourceAlreadyExistsException": (AlreadyExists, MSG_ALREADY_EXISTS),
+    "ResourceLimitExceededException": (LimitExceeded, MSG_LIMIT_EXCEEDED),
+}
+
+
+def translate(exc: Exception) -> AwsError:
+    """Turn a botocore exception into the portal's error for it."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        meta = exc.response.get("ResponseMetadata", {})
+        details = {
+            "code": str(error.get("Code", "")),
+            "aws_message": str(error.get("Message", "")),
+            "request_id": str(meta.get("RequestId", "")),
+        }
+        code = details["code"]
+        if code in THROTTLING_CODES:
+            return Throttled(MSG_THROTTLED, **details)
+        if code in _BY_CODE:
+            error_class, message = _BY_CODE[code]
+            return error_class(message, **details)
+        if int(meta.get("HTTPStatusCode", 0)) >= 500:
+            return ServerError(MSG_SERVER_ERROR, **details)
+        return UnknownAwsError(MSG_UNKNOWN.format(code=code or "no code"), **details)
+    if isinstance(exc, NoCredentialsError):
+        return AccessDenied(MSG_NO_CREDENTIALS, code="NoCredentials", aws_message=str(exc))
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return NetworkError(MSG_NETWORK.format(detail="no connection"), maybe_sent=False, aws_message=str(exc))
+    if isinstance(exc, ReadTimeoutError | ConnectionClosedError):
+        return NetworkError(MSG_NETWORK.format(detail="no answer in time"), maybe_sent=True, aws_message=str(exc))
+    return UnknownAwsError(MSG_UNKNOWN.format(code=type(exc).__name__), aws_message=str(exc))
+
+
+@contextmanager
+def _explained() -> Iterator[None]:
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc) from exc
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+_rate_limiter: RateLimiter | None = None
+_lock = threading.Lock()
+_sessions: dict[tuple[Any, ...], boto3.Session] = {}
+_clients: dict[tuple[Any, ...], Any] = {}
+
+
+def use_rate_limiter(limiter: RateLimiter | None) -> None:
+    """Every WorkSpaces call (each retry included) first asks `limiter` for room."""
+    global _rate_limiter
+    _rate_limiter = limiter
+
+
+def _config(*, attempts: int) -> Config:
+    # Explicit retry mode and budget, and timeouts, rather than botocore's defaults (legacy
+    # retries, 60 s read timeout). https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": attempts},
+        connect_timeout=5,
+        read_timeout=20,
+        user_agent_appid="byol-portal",
+    )
+
+
+def _target_key(target: Target) -> tuple[str, ...]:
+    return (
+        target.account_id,
+        target.region,
+        target.credentials,
+        target.role_arn,
+        target.external_id,
+        target.endpoint_url,
+    )
+
+
+def _session(target: Target, identity: str) -> boto3.Session:
+    """A session per target, and for an assumed role per identity too: the role session is named
+    after the request and carries it as SourceIdentity, so CloudTrail joins the audit history."""
+    assumes_role = target.credentials == "assume_role"
+    key = (*_target_key(target), identity if assumes_role else "")
+    with _lock:
+        if key not in _sessions:
+            _sessions[key] = _assumed_role_session(target, identity) if assumes_role else boto3.Session()
+        return _sessions[key]
+
+
+def _assumed_role_session(target: Target, identity: str) -> boto3.Session:
+    sts = boto3.Session().client(
+        "sts", region_name=target.region, endpoint_url=target.endpoint_url or None, config=_config(attempts=3)
+    )
+
+    def fetch() -> dict[str, str]:
+        # https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+        params: dict[str, Any] = {
+            "RoleArn": target.role_arn,
+            "RoleSessionName": identity,
+            "SourceIdentity": identity,
+            "DurationSeconds": ASSUMED_ROLE_SECONDS,
+        }
+        if target.external_id:
+            params["ExternalId"] = target.external_id
+        with _explained():
+            credentials = sts.assume_role(**params)["Credentials"]
+        return {
+            "access_key": credentials["AccessKeyId"],
+            "secret_key": credentials["SecretAccessKey"],
+            "token": credentials["SessionToken"],
+            "expiry_time": credentials["Expiration"].isoformat(),
+        }
+
+    # Refreshed by botocore ahead of expiry (15 minutes advisory, 10 mandatory). botocore has no
+    # public setter for refreshable credentials; this is the attribute its own providers fill.
+    core = botocore.session.get_session()
+    core._credentials = DeferredRefreshableCredentials(refresh_using=fetch, method="sts-assume-role")
+    return boto3.Session(botocore_session=core)
+
+
+def client(target: Target, service: str, *, identity: str = PORTAL_IDENTITY, attempts: int = 4) -> Any:
+    """A cached boto3 client for `service` on `target` (its endpoint URL applies to every service)."""
+    session = _session(target, identity)
+    key = (id(session), service, attempts)
+    with _lock:
+        if key not in _clients:
+            made = session.client(
+                service,
+                region_name=target.region,
+                endpoint_url=target.endpoint_url or None,
+                config=_config(attempts=attempts),
+            )
+            if service == "workspaces":
+                account = target.account_id
+                made.meta.events.register("before-send.workspaces", lambda **_: _take_turn(account))
+            _clients[key] = made
+        return _clients[key]
+
+
+def _take_turn(account_id: str) -> None:
+    if _rate_limiter is not None:
+        _rate_limiter.acquire(account_id)
+
+
+def forget_clients() -> None:
+    """Drop cached sessions and clients (after a target changed, and between tests)."""
+    with _lock:
+        _sessions.clear()
+        _clients.clear()
+
+
+# --- WorkSpaces images -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    image_id: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class ImageStatus:
+    image_id: str
+    name: str
+    state: str
+    error_code: str = ""
+    error_message: str = ""
+    error_details: list[dict[str, str]] = field(default_factory=list)
+    created: str = ""
+
+    @classmethod
+    def from_aws(cls, image: dict[str, Any]) -> "ImageStatus":
+        created = image.get("Created")
+        return cls(
+            image_id=image["ImageId"],
+            name=image.get("Name", ""),
+            state=image.get("State", ""),
+            error_code=image.get("ErrorCode", ""),
+            error_message=image.get("ErrorMessage", ""),
+            error_details=[
+                {"ErrorCode": d.get("ErrorCode", ""), "ErrorMessage": d.get("ErrorMessage", "")}
+                for d in image.get("ErrorDetails", [])
+            ],
+            created=created.isoformat() if isinstance(created, datetime) else str(created or ""),
+        )
+
+    def as_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def with_portal_tags(parameters: dict[str, Any], *, reference: str, requester: str, approver: str) -> dict[str, Any]:
+    """The import parameters plus the portal's own tags, which tie the image to its request."""
+    own = dict(zip(rules.PORTAL_TAG_KEYS, (reference, requester, approver), strict=True))
+    tags = [t for t in parameters.get("Tags", []) if t["Key"] not in own]
+    return {**parameters, "Tags": [*tags, *({"Key": k, "Value": v} for k, v in own.items())]}
+
+
+def import_image(target: Target, *, parameters: dict[str, Any], identity: str) -> ImportResult:
+    """One ImportWorkspaceImage call, never retried by botocore: after a timeout the outcome is
+    unknown, and the caller must look for the image before it tries again."""
+    workspaces = client(target, "workspaces", identity=identity, attempts=1)
+    with _explained():
+        response = workspaces.import_workspace_image(**parameters)
+    return ImportResult(image_id=response["ImageId"], request_id=response["ResponseMetadata"].get("RequestId", ""))
+
+
+def describe_images(target: Target, image_ids: list[str]) -> dict[str, ImageStatus]:
+    """The status of each image AWS still knows, asking at most 25 ids per call."""
+    workspaces = client(target, "workspaces")
+    found: dict[str, ImageStatus] = {}
+    for start in range(0, len(image_ids), DESCRIBE_BATCH):
+        batch = image_ids[start : start + DESCRIBE_BATCH]
+        with _explained():
+            response = workspaces.describe_workspace_images(ImageIds=batch)
+        for image in response.get("Images", []):
+            status = ImageStatus.from_aws(image)
+            found[status.image_id] = status
+    return found
+
+
+def owned_images(target: Target) -> Iterator[ImageStatus]:
+    """Every image the account owns in the target's region, page by page."""
+    paginator = client(target, "workspaces").get_paginator("describe_workspace_images")
+    with _explained():
+        for page in paginator.paginate(ImageType="OWNED", PaginationConfig={"PageSize": DESCRIBE_BATCH}):
+            for image in page.get("Images", []):
+                yield ImageStatus.from_aws(image)
+
+
+def find_owned_image(target: Target, *, name: str) -> ImageStatus | None:
+    return next((image for image in owned_images(target) if image.name == name), None)
+
+
+def image_tags(target: Target, image_id: str) -> dict[str, str]:
+    workspaces = client(target, "workspaces")
+    with _explained():
+        response = workspaces.describe_tags(ResourceId=image_id)
+    return {tag["Key"]: tag.get("Value", "") for tag in response.get("TagList", [])}
+
+
+# --- EC2 images ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ami:
+    image_id: str
+    name: str
+    created: str
+
+
+def list_windows_amis(target: Target) -> list[Ami]:
+    """The account's own available Windows AMIs in the target's region, newest first."""
+    ec2 = client(target, "ec2")
+    with _explained():
+        response = ec2.describe_images(
+            Owners=["self"],
+            Filters=[{"Name": "platform", "Values": ["windows"]}, {"Name": "state", "Values": ["available"]}],
+        )
+    amis = [
+        Ami(image_id=i["ImageId"], name=i.get("Name", ""), created=i.get("CreationDate", ""))
+        for i in response.get("Images", [])
+    ]
+    return sorted(amis, key=lambda ami: ami.created, reverse=True)
+
+
+# --- pre-flight checks -----------------------------------------------------------------------
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    key: str
+    title: str
+    outcome: str
+    message: str
+    aws: dict[str, str] = field(default_factory=dict)
+
+
+def run_preflight(target: Target, *, ami_id: str, image_name: str, identity: str) -> list[Check]:
+    """PRODUCT.md section 6. Each check stands alone: one failing does not hide the others."""
+    checks = [_check_credentials(target, identity), _check_byol(target, identity)]
+    checks += _checks_on_ami(target, ami_id, identity)
+    checks += _checks_on_images(target, image_name)
+    return checks
+
+
+def _failed_to_check(key: str, title: str, error: AwsError) -> Check:
+    return Check(key, title, FAIL, f"The portal could not check this: {error.message}", error.as_record())
+
+
+def _check_credentials(target: Target, identity: str) -> Check:
+    title = "Credentials belong to the target account"
+    try:
+        with _explained():
+            account = client(target, "sts", identity=identity).get_caller_identity()["Account"]
+    except AwsError as error:
+        return _failed_to_check("credentials", title, error)
+    if account != target.account_id:
+        return Check(
+            "credentials",
+            title,
+            FAIL,
+            f"The portal's credentials belong to account {account}, not to the target's account "
+            f"{target.account_id}: an admin must fix the target's role or account id.",
+        )
+    return Check("credentials", title, PASS, f"The portal's credentials work in account {account}.")
+
+
+def _check_byol(target: Target, identity: str) -> Check:
+    title = "BYOL is enabled"
+    try:
+        with _explained():
+            account = client(target, "workspaces", identity=identity).describe_account()
+    except AwsError as error:
+        return _failed_to_check("byol", title, error)
+    if account.get("DedicatedTenancySupport") != "ENABLED":
+        return Check(
+            "byol",
+            title,
+            FAIL,
+            f"BYOL (dedicated tenancy) is not enabled for WorkSpaces in {target.region}: "
+            "ask AWS Support to enable it for the account, then run the checks again.",
+        )
+    return Check("byol", title, PASS, f"BYOL is enabled for WorkSpaces in {target.region}.")
+
+
+def _checks_on_ami(target: Target, ami_id: str, identity: str) -> list[Check]:
+    title = "Source AMI is a Windows image the account owns"
+    try:
+        with _explained():
+            images = client(target, "ec2", identity=identity).describe_images(ImageIds=[ami_id]).get("Images", [])
+    except AwsError as error:
+        # EC2 answers InvalidAMIID.NotFound or InvalidAMIID.Malformed for an id it does not know.
+        if not error.code.startswith("InvalidAMIID"):
+            return [_failed_to_check("ami", title, error)]
+        images = []
+    if not images:
+        return [Check("ami", title, FAIL, f"{ami_id} does not exist in {target.region}: check the AMI id and region.")]
+    image = images[0]
+    problem = _ami_problem(image, target)
+    if problem:
+        return [Check("ami", title, FAIL, problem)]
+    passed = Check("ami", title, PASS, f"{ami_id} ({image.get('Name', 'no name')}) is an available Windows image.")
+    return [passed, *volume_warnings(image)]
+
+
+def _ami_problem(image: dict[str, Any], target: Target) -> str:
+    ami_id = image["ImageId"]
+    if image.get("OwnerId") != target.account_id:
+        return (
+            f"{ami_id} belongs to account {image.get('OwnerId')}, not {target.account_id}: "
+            "AWS imports only AMIs the account owns, so copy it into the account first."
+        )
+    if image.get("State") != "available":
+        return f"{ami_id} is {image.get('State')}, not available: wait until it is, then run the checks again."
+    if image.get("Platform") != "windows":
+        return f"{ami_id} is not a Windows image: choose a licensed Windows 10 or 11 AMI."
+    return ""
+
+
+def volume_warnings(image: dict[str, Any]) -> list[Check]:
+    """Advice about the AMI's disks; AWS may still accept the import."""
+    title = "Source AMI's volumes"
+    volumes = [m["Ebs"] for m in image.get("BlockDeviceMappings", []) if "Ebs" in m]
+    mappings = image.get("BlockDeviceMappings", [])
+    root_name = image.get("RootDeviceName")
+    root = next((m.get("Ebs", {}) for m in mappings if m.get("DeviceName") == root_name), volumes[0] if volumes else {})
+    warnings = []
+    if root.get("VolumeSize", 0) > MAX_ROOT_VOLUME_GB:
+        warnings.append(
+            f"The root volume is {root['VolumeSize']} GB; BYOL images must fit on one volume of at most "
+            f"{MAX_ROOT_VOLUME_GB} GB, so the import is likely to fail."
+        )
+    if len(volumes) > 1:
+        warnings.append(f"The AMI has {len(volumes)} volumes; BYOL imports need a single volume.")
+    if any(v.get("Encrypted") for v in volumes):
+        warnings.append("The AMI has an encrypted volume; BYOL imports need unencrypted volumes.")
+    return [Check("volumes", title, WARN, " ".join(warnings))] if warnings else []
+
+
+def _checks_on_images(target: Target, image_name: str) -> list[Check]:
+    title = "No WorkSpaces image has this name"
+    try:
+        owned = list(owned_images(target))
+    except AwsError as error:
+        return [_failed_to_check("name", title, error)]
+    checks = []
+    clash = next((image for image in owned if image.name == image_name), None)
+    if clash:
+        checks.append(
+            Check(
+                "name",
+                title,
+                FAIL,
+                f"WorkSpaces already has an image called {image_name} ({clash.image_id}): choose another image name.",
+            )
+        )
+    else:
+        checks.append(Check("name", title, PASS, f"No WorkSpaces image is called {image_name} yet."))
+    if len(owned) >= IMAGE_QUOTA_WARNING_AT:
+        checks.append(
+            Check(
+                "quota",
+                "Room under the image quota",
+                WARN,
+                f"The account has {len(owned)} WorkSpaces images in {target.region}; the default quota is "
+                f"{IMAGE_QUOTA}. Delete unused images or ask AWS for a higher quota.",
+            )
+        )
+    return checks
