@@ -17,3 +17,8 @@ class ImportsConfig(AppConfig):
         # After auth has created the permissions (its post_migrate handler runs first, as
         # django.contrib.auth comes before imports in INSTALLED_APPS).
         post_migrate.connect(_sync_roles, sender=self, dispatch_uid="imports.sync_roles")
+
+        from imports import aws
+        from imports.ratelimit import DatabaseTokenBucket
+
+        aws.use_rate_limiter(DatabaseTokenBucket())

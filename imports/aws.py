@@ -377,7 +377,8 @@ def import_image(target: Target, *, parameters: dict[str, Any], identity: str) -
     workspaces = client(target, "workspaces", identity=identity, attempts=1)
     with _explained():
         response = workspaces.import_workspace_image(**parameters)
-    return ImportResult(image_id=response["ImageId"], request_id=response["ResponseMetadata"].get("RequestId", ""))
+    request_id = response.get("ResponseMetadata", {}).get("RequestId", "")
+    return ImportResult(image_id=response["ImageId"], request_id=request_id)
 
 
 def describe_images(target: Target, image_ids: list[str]) -> dict[str, ImageStatus]:

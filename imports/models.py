@@ -119,6 +119,15 @@ class ImportRequest(models.Model):
 
     aws_image_id = models.CharField("WorkSpaces image id", max_length=32, blank=True)
     failure = models.JSONField(default=dict, blank=True)
+    # The latest pre-flight checks: {"version": n, "ran_at": iso, "passed": bool, "checks": [...]}.
+    preflight = models.JSONField(default=dict, blank=True)
+    # ImportWorkspaceImage calls made since the last approval: more than none means an earlier
+    # attempt may have reached AWS, so the image is looked for before any new call.
+    import_calls = models.PositiveIntegerField(default=0)
+    # Until when the worker that claimed the import owns it; after that the sweeper takes over.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    import_started_at = models.DateTimeField(null=True, blank=True)
+    stalled_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -153,6 +162,14 @@ class ImportRequest(models.Model):
     @property
     def process(self) -> rules.IngestionProcess:
         return rules.INGESTION_PROCESSES[self.ingestion_process]
+
+    @property
+    def preflight_is_current(self) -> bool:
+        return self.preflight.get("version") == self.version
+
+    @property
+    def preflight_passed(self) -> bool:
+        return self.preflight_is_current and bool(self.preflight.get("passed"))
 
     @property
     def warnings(self) -> list[str]:
@@ -191,6 +208,12 @@ class EventAction(models.TextChoices):
     AWS_REFUSED = "aws_refused", "Refused by AWS"
     IMAGE_AVAILABLE = "image_available", "Image available"
     IMAGE_FAILED = "image_failed", "Image import failed"
+    # Events that record a step without changing the state.
+    PREFLIGHT = "preflight", "Pre-flight checks ran"
+    IMPORT_CALL = "import_call", "Asked AWS to import the image"
+    IMPORT_RETRY = "import_retry", "Import will be tried again"
+    RECLAIM = "reclaim", "Import attempt resumed"
+    IMAGE_STALLED = "image_stalled", "Import is taking unusually long"
 
 
 class RequestEvent(models.Model):
@@ -242,3 +265,14 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head #{self.seq}"
+
+
+class AccountRateLimit(models.Model):
+    """A token bucket per AWS account, shared by every process that calls AWS (imports.ratelimit)."""
+
+    account_id = models.CharField(max_length=12, primary_key=True)
+    tokens = models.FloatField()
+    refilled_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.tokens:.2f} tokens"

@@ -51,3 +51,10 @@ def import_finished(request: ImportRequest, event: RequestEvent) -> None:
     subject = f"import {request.get_state_display().lower()}: {request.image_name}"
     to = [request.requester.email] if request.requester.email else []
     _send(template="import_finished", subject=subject, request=request, event=event, to=to)
+
+
+def import_stalled(request: ImportRequest, event: RequestEvent) -> None:
+    """The requester and the approvers: AWS has been importing for far longer than it should."""
+    approvers = [user.email for user in selectors.approvers_for(request) if user.email]
+    to = sorted({*approvers, *([request.requester.email] if request.requester.email else [])})
+    _send(template="stalled", subject=f"import stalled: {request.image_name}", request=request, event=event, to=to)

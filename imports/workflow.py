@@ -7,13 +7,15 @@ checked here as well as in the views, so no caller can skip it.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from imports import notifications
+from imports import dispatch, notifications
 from imports.audit import append_event
 from imports.models import EventAction, ImportRequest, RequestEvent
 
@@ -40,6 +42,15 @@ MSG_CHANGED_SINCE_VIEWED = (
     "review the new version and decide again."
 )
 MSG_NAME_TAKEN = "Another open request for this target already uses this image name: choose a different image name."
+MSG_PREFLIGHT_PENDING = (
+    "The pre-flight checks of this version have not finished yet: wait a moment and reload the page, "
+    "or run the checks again."
+)
+MSG_PREFLIGHT_FAILED = (
+    "The pre-flight checks failed, so this request cannot be approved. Send it back for changes, or run "
+    "the checks again once the problem is fixed."
+)
+MSG_LEASE_HELD = "Another worker is importing {reference} right now."
 MSG_WRONG_STATE = "{reference} is {state}, so it cannot be {verb} now. Nothing was changed."
 MSG_ALREADY_DECIDED = "{reference} was already {state} by {who} at {when}. Nothing was changed."
 
@@ -50,7 +61,7 @@ Action = EventAction
 @dataclass(frozen=True)
 class Transition:
     sources: tuple[str, ...]
-    target: str
+    target: str | None  # None: the event records a step and the state stays
     verb: str
 
 
@@ -67,6 +78,13 @@ TRANSITIONS: dict[Action, Transition] = {
     Action.AWS_REFUSED: Transition((State.SUBMITTING,), State.FAILED, "marked as refused by AWS"),
     Action.IMAGE_AVAILABLE: Transition((State.IMPORTING,), State.AVAILABLE, "marked as available"),
     Action.IMAGE_FAILED: Transition((State.IMPORTING,), State.FAILED, "marked as failed"),
+    Action.PREFLIGHT: Transition(
+        (State.SUBMITTED, State.CHANGES_REQUESTED, State.APPROVED, State.SUBMITTING), None, "checked"
+    ),
+    Action.IMPORT_CALL: Transition((State.SUBMITTING,), None, "sent to AWS"),
+    Action.IMPORT_RETRY: Transition((State.SUBMITTING,), None, "rescheduled"),
+    Action.RECLAIM: Transition((State.SUBMITTING,), None, "taken over"),
+    Action.IMAGE_STALLED: Transition((State.IMPORTING,), None, "flagged as stalled"),
 }
 
 REQUESTER_ACTIONS = frozenset({Action.EDIT, Action.CANCEL})
@@ -145,8 +163,13 @@ def _transition(
     expected_version: int | None = None,
     changes: Callable[[ImportRequest], dict[str, Any]] | None = None,
     after_commit: Callable[[ImportRequest, RequestEvent], None] | None = None,
+    check: Callable[[ImportRequest], None] | None = None,
+    guard: Q | None = None,
 ) -> ImportRequest:
-    """Move one request along TRANSITIONS[action]: read, check, compare-and-set, audit."""
+    """Move one request along TRANSITIONS[action]: read, check, compare-and-set, audit.
+
+    `check` may refuse with a WorkflowError after the state and version checks; `guard` adds
+    conditions to the compare-and-set (a lease that must have expired, say)."""
     transition = TRANSITIONS[action]
     comment = comment.strip()
     if action in COMMENT_REQUIRED and not comment:
@@ -161,10 +184,12 @@ def _transition(
                 raise _LostRace
             if expected_version is not None and request.version != expected_version:
                 raise Conflict(MSG_CHANGED_SINCE_VIEWED)
+            if check:
+                check(request)
+            to_state = transition.target or request.state
             field_changes = changes(request) if changes else {}
-            updated = ImportRequest.objects.filter(pk=request.pk, state=request.state, version=request.version).update(
-                state=transition.target, updated_at=timezone.now(), **field_changes
-            )
+            same = ImportRequest.objects.filter(pk=request.pk, state=request.state, version=request.version)
+            updated = same.filter(guard or Q()).update(state=to_state, updated_at=timezone.now(), **field_changes)
             if updated != 1:
                 raise _LostRace
             from_state = request.state
@@ -174,7 +199,7 @@ def _transition(
                 action=action,
                 actor=actor,
                 from_state=from_state,
-                to_state=transition.target,
+                to_state=to_state,
                 comment=comment,
                 data=data(request) if callable(data) else data,
             )
@@ -197,8 +222,9 @@ def _raise_if_name_taken(exc: IntegrityError) -> None:
 def _conflict_message(request_id: int, transition: Transition) -> str:
     """Tell the loser of a race what happened instead, and who did it."""
     request = ImportRequest.objects.get(pk=request_id)
-    last = request.events.select_related("actor").order_by("-seq").first()
-    if last is not None and last.to_state == request.state and last.action in DECISIONS:
+    moves = request.events.filter(to_state=request.state).exclude(from_state=request.state)
+    last = moves.select_related("actor").order_by("-seq").first()
+    if last is not None and last.action in DECISIONS:
         return MSG_ALREADY_DECIDED.format(
             reference=request.reference,
             state=request.get_state_display().lower(),
@@ -240,6 +266,7 @@ def submit_request(*, requester: AbstractBaseUser, fields: dict[str, Any]) -> Im
                 data=_request_snapshot(request),
             )
             transaction.on_commit(lambda: notifications.request_awaits_decision(request, event), robust=True)
+            dispatch.after_commit("run_preflight_checks", request.pk, request.version)
     except IntegrityError as exc:
         _raise_if_name_taken(exc)
         raise
@@ -259,6 +286,10 @@ def edit_request(
         before.update(_request_snapshot(request))
         return {**fields, "version": request.version + 1}
 
+    def after_commit(request: ImportRequest, event: RequestEvent) -> None:
+        notifications.request_awaits_decision(request, event)
+        dispatch.publish("run_preflight_checks", (request.pk, request.version))
+
     return _transition(
         request_id=request_id,
         action=Action.EDIT,
@@ -266,23 +297,37 @@ def edit_request(
         expected_version=expected_version,
         changes=changes,
         data=lambda request: {"before": before, "after": _request_snapshot(request)},
-        after_commit=notifications.request_awaits_decision,
+        after_commit=after_commit,
     )
+
+
+def _ensure_preflight_passed(request: ImportRequest) -> None:
+    if not request.preflight_is_current:
+        raise WorkflowError(MSG_PREFLIGHT_PENDING)
+    if not request.preflight_passed:
+        raise WorkflowError(MSG_PREFLIGHT_FAILED)
+
+
+def _decided_and_queue_import(request: ImportRequest, event: RequestEvent) -> None:
+    notifications.request_decided(request, event)
+    dispatch.publish("import_request", (request.pk,))
 
 
 def approve_request(
     *, request_id: int, actor: AbstractBaseUser, expected_version: int, comment: str = ""
 ) -> ImportRequest:
-    """Approve exactly the parameters of `expected_version`; the event records them."""
+    """Approve exactly the parameters of `expected_version`; the event records them. The import
+    is queued only once the approval has committed."""
     return _transition(
         request_id=request_id,
         action=Action.APPROVE,
         actor=actor,
         comment=comment,
         expected_version=expected_version,
+        check=_ensure_preflight_passed,
         changes=lambda request: {"approver": actor},
         data=_request_snapshot,
-        after_commit=notifications.request_decided,
+        after_commit=_decided_and_queue_import,
     )
 
 
@@ -321,17 +366,111 @@ def retry_import(*, request_id: int, actor: AbstractBaseUser, comment: str = "")
         action=Action.RETRY,
         actor=actor,
         comment=comment,
-        changes=lambda request: {"failure": {}, "aws_image_id": ""},
+        changes=lambda request: {
+            "failure": {},
+            "aws_image_id": "",
+            "import_calls": 0,
+            "lease_expires_at": None,
+            "import_started_at": None,
+            "stalled_at": None,
+        },
         data=_request_snapshot,
+        after_commit=lambda request, event: dispatch.publish("import_request", (request.pk,)),
     )
+
+
+def request_preflight_checks(*, request_id: int, actor: AbstractBaseUser) -> ImportRequest:
+    """Run the pre-flight checks again (for an approver, or the requester). Changes nothing yet:
+    the results arrive as their own audit event."""
+    request = ImportRequest.objects.filter(pk=request_id).first()
+    if request is None:
+        raise NotFound(MSG_NOT_FOUND)
+    if not (may(actor, Action.APPROVE, request) or may(actor, Action.EDIT, request)):
+        _ensure_may(actor, Action.APPROVE, request)
+    if request.state not in TRANSITIONS[Action.PREFLIGHT].sources:
+        raise Conflict(_conflict_message(request_id, TRANSITIONS[Action.PREFLIGHT]))
+    dispatch.publish("run_preflight_checks", (request.pk, request.version))
+    return request
 
 
 # --- The worker -----------------------------------------------------------------------------
 
 
-def claim_for_import(*, request_id: int) -> ImportRequest:
+def record_preflight(*, request_id: int, version: int, checks: list[dict[str, Any]]) -> ImportRequest:
+    """Store the checks of `version`; a request edited meanwhile refuses them (Conflict)."""
+    result = {
+        "version": version,
+        "ran_at": timezone.now().isoformat(),
+        "passed": all(c["outcome"] != "fail" for c in checks),
+        "checks": checks,
+    }
+    return _transition(
+        request_id=request_id,
+        action=Action.PREFLIGHT,
+        actor=None,
+        expected_version=version,
+        changes=lambda request: {"preflight": result},
+        data=result,
+    )
+
+
+def _lease(seconds: float) -> Any:
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+def claim_for_import(*, request_id: int, lease_seconds: float = 600) -> ImportRequest:
     """Take an approved request for the import call (`approved` -> `submitting`)."""
-    return _transition(request_id=request_id, action=Action.CLAIM, actor=None, data=_request_snapshot)
+    return _transition(
+        request_id=request_id,
+        action=Action.CLAIM,
+        actor=None,
+        changes=lambda request: {"lease_expires_at": _lease(lease_seconds)},
+        data=_request_snapshot,
+    )
+
+
+def reclaim_import(*, request_id: int, lease_seconds: float = 600, held_lease: datetime | None = None) -> ImportRequest:
+    """Resume a `submitting` request: after its own scheduled retry (`held_lease` is the lease it
+    set), or after its worker's lease ran out because the worker died or lost its task."""
+    now = timezone.now()
+    guard = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+    if held_lease is not None:
+        guard |= Q(lease_expires_at=held_lease)
+    return _transition(
+        request_id=request_id,
+        action=Action.RECLAIM,
+        actor=None,
+        guard=guard,
+        changes=lambda request: {"lease_expires_at": _lease(lease_seconds)},
+        data=lambda request: {
+            "reason": "scheduled retry" if held_lease and request.lease_expires_at else "lease expired",
+            "import_calls_so_far": request.import_calls,
+        },
+    )
+
+
+def record_import_call(*, request_id: int, parameters: dict[str, Any]) -> ImportRequest:
+    """Written and committed before the call, so that the history shows exactly what was sent,
+    and a later attempt knows that this one may have reached AWS."""
+    return _transition(
+        request_id=request_id,
+        action=Action.IMPORT_CALL,
+        actor=None,
+        changes=lambda request: {"import_calls": F("import_calls") + 1},
+        data={"parameters": parameters},
+    )
+
+
+def schedule_import_retry(*, request_id: int, error: dict[str, Any], retry_in: float) -> ImportRequest:
+    """The import waits `retry_in` seconds; the lease runs until then, so the retry (which knows
+    the lease) resumes it, and only if the retry is lost does the sweeper take over."""
+    return _transition(
+        request_id=request_id,
+        action=Action.IMPORT_RETRY,
+        actor=None,
+        changes=lambda request: {"lease_expires_at": _lease(retry_in)},
+        data={"error": error, "retry_in_seconds": round(retry_in, 1)},
+    )
 
 
 def record_import_accepted(*, request_id: int, aws_image_id: str, data: dict[str, Any]) -> ImportRequest:
@@ -339,7 +478,11 @@ def record_import_accepted(*, request_id: int, aws_image_id: str, data: dict[str
         request_id=request_id,
         action=Action.AWS_ACCEPTED,
         actor=None,
-        changes=lambda request: {"aws_image_id": aws_image_id},
+        changes=lambda request: {
+            "aws_image_id": aws_image_id,
+            "lease_expires_at": None,
+            "import_started_at": timezone.now(),
+        },
         data={**data, "aws_image_id": aws_image_id},
     )
 
@@ -349,7 +492,7 @@ def record_import_refused(*, request_id: int, failure: dict[str, Any], data: dic
         request_id=request_id,
         action=Action.AWS_REFUSED,
         actor=None,
-        changes=lambda request: {"failure": failure},
+        changes=lambda request: {"failure": failure, "lease_expires_at": None},
         data={**data, "failure": failure},
         after_commit=notifications.import_finished,
     )
@@ -373,4 +516,16 @@ def record_image_failed(*, request_id: int, failure: dict[str, Any], data: dict[
         changes=lambda request: {"failure": failure},
         data={**data, "failure": failure},
         after_commit=notifications.import_finished,
+    )
+
+
+def record_image_stalled(*, request_id: int, running_for_hours: float) -> ImportRequest:
+    return _transition(
+        request_id=request_id,
+        action=Action.IMAGE_STALLED,
+        actor=None,
+        guard=Q(stalled_at__isnull=True),
+        changes=lambda request: {"stalled_at": timezone.now()},
+        data={"running_for_hours": round(running_for_hours, 1)},
+        after_commit=notifications.import_stalled,
     )

@@ -162,16 +162,53 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged only when it ends, and one whose worker process dies is requeued;
+# every task is safe to run twice (compare-and-set transitions, reconcile before import).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 180)
+# Publishing is tried once and fails fast: a broker that is down must not hold up an approval
+# (the sweeper re-queues what was not published).
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# The import's timings. The lease must outlast a task's hard time limit.
+PORTAL_IMPORT_LEASE_SECONDS = env_int("PORTAL_IMPORT_LEASE_SECONDS", 300)
+PORTAL_LIMIT_RETRY_SECONDS = env_int("PORTAL_LIMIT_RETRY_SECONDS", 900)
+PORTAL_MAX_IMPORT_CALLS = env_int("PORTAL_MAX_IMPORT_CALLS", 8)
+PORTAL_STALLED_AFTER_HOURS = env_int("PORTAL_STALLED_AFTER_HOURS", 8)
+PORTAL_UNCLAIMED_AFTER_SECONDS = env_int("PORTAL_UNCLAIMED_AFTER_SECONDS", 120)
+PORTAL_POLL_SECONDS = env_int("PORTAL_POLL_SECONDS", 60)
+PORTAL_SWEEP_SECONDS = env_int("PORTAL_SWEEP_SECONDS", 60)
+PORTAL_AMI_CACHE_SECONDS = env_int("PORTAL_AMI_CACHE_SECONDS", 300)
+
+# Redis and other virtual-ack transports redeliver a message not acknowledged within the
+# visibility timeout. It must outlast a task plus its longest scheduled retry (a countdown
+# task waits unacknowledged in the worker), or the retry would run twice.
+# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": PORTAL_LIMIT_RETRY_SECONDS + CELERY_TASK_TIME_LIMIT + 3600,
+}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+
+# One beat process only (make run and docker-compose start exactly one): it sends these.
+CELERY_BEAT_SCHEDULE = {
+    "poll-importing-images": {"task": "imports.tasks.poll_importing_images", "schedule": PORTAL_POLL_SECONDS},
+    "sweep-lost-work": {"task": "imports.tasks.sweep_lost_work", "schedule": PORTAL_SWEEP_SECONDS},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Security settings that `manage.py check --deploy` asks for; on whenever DEBUG is off.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)

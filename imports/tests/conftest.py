@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection
 
-from imports import roles, workflow
+from imports import dispatch, roles, workflow
 from imports.db_guards import install_audit_guards, remove_audit_guards
 from imports.models import AwsTarget, ImportRequest
 
@@ -22,6 +22,23 @@ PASSWORD = "correct-horse-battery"
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+    """Celery tasks the code queued, recorded instead of sent (tests with a real worker use
+    `real_broker`)."""
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(dispatch, "publish", lambda name, args: sent.append((name, tuple(args))))
+    return sent
+
+
+PASSING_CHECKS = [{"key": "ami", "title": "Source AMI", "outcome": "pass", "message": "ok", "aws": {}}]
+
+
+def pass_preflight(request: ImportRequest) -> ImportRequest:
+    """Record passing pre-flight checks for the request's current version, as the worker would."""
+    return workflow.record_preflight(request_id=request.pk, version=request.version, checks=PASSING_CHECKS)
 
 
 def make_user(username: str, *, groups: tuple[str, ...] = (), superuser: bool = False) -> Any:
@@ -102,9 +119,10 @@ def request_fields(target: AwsTarget, **overrides: Any) -> dict[str, Any]:
 def make_request(target: AwsTarget, requester: Any) -> Callable[..., ImportRequest]:
     counter = iter(range(1, 10_000))
 
-    def make(*, by: Any = None, **overrides: Any) -> ImportRequest:
+    def make(*, by: Any = None, checked: bool = True, **overrides: Any) -> ImportRequest:
         overrides.setdefault("image_name", f"win10-image-{next(counter)}")
-        return workflow.submit_request(requester=by or requester, fields=request_fields(target, **overrides))
+        request = workflow.submit_request(requester=by or requester, fields=request_fields(target, **overrides))
+        return pass_preflight(request) if checked else request
 
     return make
 

@@ -36,7 +36,7 @@ def test_an_admin_finds_a_request_by_reference_with_its_audit_history(admin_clie
 def test_nobody_can_add_change_or_delete_requests_or_events_in_the_admin(
     admin_client_: Client, make_request: Any, model: str
 ) -> None:
-    request = make_request()
+    request = make_request(checked=False)
     obj_id = request.pk if model == "importrequest" else request.events.get().pk
     event_before = RequestEvent.objects.values().get()
 
@@ -57,7 +57,7 @@ def test_nobody_can_add_change_or_delete_requests_or_events_in_the_admin(
 
 
 def test_the_event_page_is_view_only_for_a_superuser(admin_client_: Client, make_request: Any) -> None:
-    event = make_request().events.get()
+    event = make_request(checked=False).events.get()
 
     page = admin_client_.get(reverse("admin:imports_requestevent_change", args=[event.pk])).content.decode()
 

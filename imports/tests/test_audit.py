@@ -8,10 +8,10 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
-from imports import workflow
 from imports.audit import GENESIS_HASH, append_event, event_hash, verify_chain
 from imports.db_guards import remove_audit_guards
 from imports.models import AuditChainHead, RequestEvent
+from imports.tests.conftest import pass_preflight
 
 
 def tamper(sql: str, params: list[Any]) -> None:
@@ -23,10 +23,10 @@ def tamper(sql: str, params: list[Any]) -> None:
 
 
 @pytest.fixture
-def history(make_request: Any, approver: Any) -> list[RequestEvent]:
-    first = make_request()
-    make_request()
-    workflow.approve_request(request_id=first.pk, actor=approver, expected_version=1)
+def history(make_request: Any) -> list[RequestEvent]:
+    first = make_request(checked=False)
+    make_request(checked=False)
+    pass_preflight(first)
     return list(RequestEvent.objects.order_by("seq"))
 
 
@@ -96,7 +96,7 @@ def test_a_removed_last_event_is_detected_by_the_chain_head(history: list[Reques
 
 
 def test_data_with_dates_and_unicode_verifies_after_a_round_trip(make_request: Any) -> None:
-    request = make_request()
+    request = make_request(checked=False)
     with transaction.atomic():
         append_event(
             request,

@@ -16,7 +16,7 @@ def run_sql(sql: str, params: list[Any]) -> None:
 
 
 def test_the_database_refuses_to_update_an_audit_event(make_request: Any) -> None:
-    event = make_request().events.get()
+    event = make_request(checked=False).events.get()
 
     with pytest.raises(DatabaseError, match="append-only"):
         run_sql("UPDATE imports_requestevent SET comment = %s WHERE id = %s", ["rewritten", event.pk])
@@ -26,7 +26,7 @@ def test_the_database_refuses_to_update_an_audit_event(make_request: Any) -> Non
 
 
 def test_the_database_refuses_to_delete_an_audit_event(make_request: Any) -> None:
-    event = make_request().events.get()
+    event = make_request(checked=False).events.get()
 
     with pytest.raises(DatabaseError, match="append-only"):
         run_sql("DELETE FROM imports_requestevent WHERE id = %s", [event.pk])
@@ -35,7 +35,7 @@ def test_the_database_refuses_to_delete_an_audit_event(make_request: Any) -> Non
 
 
 def test_the_orm_cannot_update_or_delete_audit_events_either(make_request: Any) -> None:
-    make_request()
+    make_request(checked=False)
 
     with pytest.raises(DatabaseError), transaction.atomic():
         RequestEvent.objects.update(comment="x")
@@ -82,9 +82,9 @@ def _insert_copy_sql(state: str) -> tuple[str, list[Any]]:
     sql = (
         "INSERT INTO imports_importrequest (target_id, requester_id, state, version, windows_version, ec2_image_id, "
         "ingestion_process, image_name, image_description, tags, office, justification, aws_image_id, failure, "
-        "created_at, updated_at) "
+        "preflight, import_calls, created_at, updated_at) "
         "SELECT target_id, requester_id, %s, 1, windows_version, ec2_image_id, ingestion_process, image_name, "
-        "image_description, tags, office, justification, '', failure, created_at, updated_at "
+        "image_description, tags, office, justification, '', failure, preflight, 0, created_at, updated_at "
         "FROM imports_importrequest WHERE id = %s"
     )
     return sql, [state]
