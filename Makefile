@@ -14,11 +14,16 @@ $(VENV)/.installed: requirements.txt requirements-sandbox.txt requirements-dev.t
 
 venv: $(VENV)/.installed
 
+# The embedded default: SQLite, the filesystem broker, the local AWS sandbox (which takes any
+# credentials), a short import delay, and quick polling so an import is seen finishing.
+EMBEDDED_ENV := AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox AWS_DEFAULT_REGION=us-east-1 \
+	PORTAL_POLL_SECONDS=10 PORTAL_SWEEP_SECONDS=30 PORTAL_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+
 run: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
-	@echo "The portal runs on http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)"
-	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+	@echo "The portal runs on http://127.0.0.1:$(PORT)/ with a worker, beat and the local AWS sandbox (Ctrl-C stops all)"
+	$(EMBEDDED_ENV) $(VENV)/bin/honcho -f Procfile start
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -79,8 +79,12 @@ class ImportRequestForm(forms.ModelForm):
             "office": "Optional Microsoft Office subscription installed during the import.",
         }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, amis: dict[int, list[Any]] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.amis = amis or {}
+        chosen = self["target"].value() or next(iter(self.amis), None)
+        if chosen:
+            self.fields["ec2_image_id"].widget.attrs["list"] = f"amis-{chosen}"
         self.fields["ingestion_process"].choices = [("", "Choose a process…")] + [
             (p.value, f"{p.label} — {p.value}") for p in rules.INGESTION_PROCESSES.values()
         ]

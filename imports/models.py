@@ -1,5 +1,6 @@
 """The portal's data. No I/O here, and no state changes: those live in imports.workflow."""
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -166,6 +167,11 @@ class ImportRequest(models.Model):
     @property
     def preflight_is_current(self) -> bool:
         return self.preflight.get("version") == self.version
+
+    @property
+    def preflight_ran_at(self) -> datetime | None:
+        ran_at = self.preflight.get("ran_at")
+        return datetime.fromisoformat(ran_at) if ran_at else None
 
     @property
     def preflight_passed(self) -> bool:

@@ -1,10 +1,17 @@
-"""Reads: what a user may see, the approval queue, who to tell."""
+"""Reads: what a user may see, the approval queue, who to tell, which AMIs to offer."""
 
+import logging
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Permission
+from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
-from imports.models import ImportRequest, RequestEvent
+from imports import aws
+from imports.models import AwsTarget, ImportRequest, RequestEvent
+
+logger = logging.getLogger(__name__)
 
 
 def sees_all_requests(user: AbstractBaseUser) -> bool:
@@ -57,3 +64,21 @@ def approvers_for(request: ImportRequest) -> QuerySet[AbstractBaseUser]:
         .distinct()
         .order_by("pk")
     )
+
+
+def offered_amis() -> dict[int, list[aws.Ami]]:
+    """Each active target's own Windows AMIs, for the request form to suggest. Cached a few
+    minutes per target; a target AWS cannot be asked about offers none (the id can be typed)."""
+    offers = {}
+    for target in AwsTarget.objects.filter(is_active=True):
+        key = f"amis:{target.pk}:{target.account_id}:{target.region}:{target.endpoint_url}"
+        amis = cache.get(key)
+        if amis is None:
+            try:
+                amis = aws.list_windows_amis(target)
+            except aws.AwsError as error:
+                logger.warning("could not list the AMIs of %s: %s", target, error.as_record())
+                amis = []
+            cache.set(key, amis, settings.PORTAL_AMI_CACHE_SECONDS if amis else 30)
+        offers[target.pk] = amis
+    return offers

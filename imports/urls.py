@@ -24,6 +24,7 @@ urlpatterns = [
     path("requests/new/", views.request_create, name="request_create"),
     path("requests/<request_id:pk>/", views.request_detail, name="request_detail"),
     path("requests/<request_id:pk>/edit/", views.request_edit, name="request_edit"),
+    path("requests/<request_id:pk>/status/", views.request_status, name="request_status"),
     path("requests/<request_id:pk>/<slug:action>/", views.request_action, name="request_action"),
     path("approvals/", views.approval_queue, name="approval_queue"),
     path("audit/export.csv", views.audit_export, name="audit_export"),

@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -32,6 +32,7 @@ MSG_ACTION_DONE = {
     Action.REQUEST_CHANGES: "{reference} went back to the requester for changes.",
     Action.CANCEL: "{reference} is cancelled.",
     Action.RETRY: "{reference} is approved again; the import will be retried shortly.",
+    Action.PREFLIGHT: "The pre-flight checks of {reference} are running again; reload the page in a moment.",
 }
 MSG_NOT_EDITABLE = "{reference} is {state}: it can no longer be edited."
 MSG_CHECK_FORM = "Some fields need a change: see the messages next to them."
@@ -42,7 +43,10 @@ ACTION_SLUGS = {
     "request-changes": Action.REQUEST_CHANGES,
     "cancel": Action.CANCEL,
     "retry": Action.RETRY,
+    "recheck": Action.PREFLIGHT,
 }
+# While a request is in one of these, something is about to change without anyone acting.
+LIVE_STATES = {ImportRequest.State.APPROVED, ImportRequest.State.SUBMITTING, ImportRequest.State.IMPORTING}
 
 
 def _visible_or_404(request: HttpRequest, pk: int) -> ImportRequest:
@@ -75,7 +79,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @permission_required("imports.add_importrequest", raise_exception=True)
 def request_create(request: HttpRequest) -> HttpResponse:
     data = request.POST if request.method == "POST" else None
-    form, tags = ImportRequestForm(data), tag_formset(data)
+    form, tags = ImportRequestForm(data, amis=selectors.offered_amis()), tag_formset(data)
     if data is not None and all([form.is_valid(), tags.is_valid()]):
         try:
             created = workflow.submit_request(requester=request.user, fields={**form.cleaned_data, "tags": tags.tags()})
@@ -107,7 +111,7 @@ def request_edit(request: HttpRequest, pk: int) -> HttpResponse:
         )
         return redirect("request_detail", pk=pk)
     data = request.POST if request.method == "POST" else None
-    form = ImportRequestForm(data, instance=import_request)
+    form = ImportRequestForm(data, instance=import_request, amis=selectors.offered_amis())
     tags = tag_formset(data, tags=import_request.tags)
     version = DecisionForm(data or {"version": import_request.version})
     if data is not None and all([form.is_valid(), tags.is_valid(), version.is_valid()]):
@@ -141,13 +145,20 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def _render_detail(
     request: HttpRequest, import_request: ImportRequest, decision: DecisionForm, status: int = 200
 ) -> HttpResponse:
-    actions = workflow.available_actions(request.user, import_request)
+    actions = {action.value for action in workflow.available_actions(request.user, import_request)}
+    if workflow.may_request_preflight(request.user, import_request):
+        actions.add(Action.PREFLIGHT.value)
+    checks_pending = import_request.state in workflow.TRANSITIONS[Action.PREFLIGHT].sources and not (
+        import_request.preflight_is_current
+    )
     context = {
         "import_request": import_request,
         "events": selectors.history(import_request),
-        "actions": {action.value for action in actions},
+        "actions": actions,
         "decision": decision,
         "parameters": import_request.aws_parameters(),
+        "checks_pending": checks_pending,
+        "live": checks_pending or import_request.state in LIVE_STATES,
     }
     return render(request, "imports/request_detail.html", context, status=status)
 
@@ -158,6 +169,7 @@ VERBS: dict[Action, Callable[..., ImportRequest]] = {
     Action.REQUEST_CHANGES: workflow.request_changes,
     Action.CANCEL: workflow.cancel_request,
     Action.RETRY: workflow.retry_import,
+    Action.PREFLIGHT: workflow.request_preflight_checks,
 }
 
 
@@ -170,7 +182,9 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     decision = DecisionForm(request.POST)
     if not decision.is_valid():
         return _render_detail(request, import_request, decision, status=400)
-    kwargs: dict[str, Any] = {"request_id": pk, "actor": request.user, "comment": decision.cleaned_data["comment"]}
+    kwargs: dict[str, Any] = {"request_id": pk, "actor": request.user}
+    if verb is not Action.PREFLIGHT:
+        kwargs["comment"] = decision.cleaned_data["comment"]
     if verb in (Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES):
         # A decision without the version it was made on could approve unseen changes.
         kwargs["expected_version"] = decision.cleaned_data["version"] or 0
@@ -186,6 +200,20 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         return _render_detail(request, import_request, fresh, status=409)
     messages.success(request, MSG_ACTION_DONE[verb].format(reference=updated.reference))
     return redirect("request_detail", pk=pk)
+
+
+@require_http_methods(["GET", "HEAD"])
+def request_status(request: HttpRequest, pk: int) -> JsonResponse:
+    """What the request page polls while something is under way, to reload when it changes."""
+    import_request = _visible_or_404(request, pk)
+    return JsonResponse(
+        {
+            "state": import_request.state,
+            "state_label": import_request.get_state_display(),
+            "version": import_request.version,
+            "events": import_request.events.count(),
+        }
+    )
 
 
 @require_http_methods(["GET", "HEAD"])

@@ -379,15 +379,21 @@ def retry_import(*, request_id: int, actor: AbstractBaseUser, comment: str = "")
     )
 
 
+def may_request_preflight(user: AbstractBaseUser, request: ImportRequest) -> bool:
+    """Approvers (of others' requests) and the requester may have the checks run again."""
+    in_time = request.state in TRANSITIONS[Action.PREFLIGHT].sources and request.state != State.SUBMITTING
+    return in_time and (may(user, Action.APPROVE, request) or may(user, Action.EDIT, request))
+
+
 def request_preflight_checks(*, request_id: int, actor: AbstractBaseUser) -> ImportRequest:
-    """Run the pre-flight checks again (for an approver, or the requester). Changes nothing yet:
-    the results arrive as their own audit event."""
+    """Run the pre-flight checks again. Changes nothing yet: the results arrive as their own
+    audit event."""
     request = ImportRequest.objects.filter(pk=request_id).first()
     if request is None:
         raise NotFound(MSG_NOT_FOUND)
     if not (may(actor, Action.APPROVE, request) or may(actor, Action.EDIT, request)):
         _ensure_may(actor, Action.APPROVE, request)
-    if request.state not in TRANSITIONS[Action.PREFLIGHT].sources:
+    if not may_request_preflight(actor, request):
         raise Conflict(_conflict_message(request_id, TRANSITIONS[Action.PREFLIGHT]))
     dispatch.publish("run_preflight_checks", (request.pk, request.version))
     return request

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 
-from imports import dispatch, roles, workflow
+from imports import aws, dispatch, roles, workflow
 from imports.db_guards import install_audit_guards, remove_audit_guards
 from imports.models import AwsTarget, ImportRequest
 
@@ -31,6 +32,17 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...
     sent: list[tuple[str, tuple[Any, ...]]] = []
     monkeypatch.setattr(dispatch, "publish", lambda name, args: sent.append((name, tuple(args))))
     return sent
+
+
+OFFERED_AMIS = [aws.Ami(image_id="ami-0aaaaaaaaaaaaaaa1", name="win11-golden", created="2026-11-01T00:00:00Z")]
+
+
+@pytest.fixture(autouse=True)
+def _no_aws_from_the_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request form lists each target's AMIs; tests other than the sandbox ones never ask
+    AWS (test_execution and friends call imports.aws directly)."""
+    monkeypatch.setattr(aws, "list_windows_amis", lambda target: OFFERED_AMIS)
+    cache.clear()
 
 
 PASSING_CHECKS = [{"key": "ami", "title": "Source AMI", "outcome": "pass", "message": "ok", "aws": {}}]

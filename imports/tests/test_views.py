@@ -502,3 +502,103 @@ def test_a_form_without_its_management_fields_is_refused(client: Client, request
 
     assert response.status_code == 400
     assert not ImportRequest.objects.exists()
+
+
+# --- pre-flight, live status and the AMI list ---------------------------------------------------
+
+
+def test_the_form_offers_the_targets_windows_amis(client: Client, requester: Any, target: Any) -> None:
+    client.force_login(requester)
+
+    page = client.get(reverse("request_create")).content.decode()
+
+    assert f'<datalist id="amis-{target.pk}">' in page
+    assert '<option value="ami-0aaaaaaaaaaaaaaa1">win11-golden</option>' in page
+    assert f'list="amis-{target.pk}"' in page
+
+
+def test_the_request_page_shows_the_checks_and_whether_they_block(
+    client: Client, approver: Any, make_request: Any
+) -> None:
+    request = make_request(checked=False)
+    workflow.record_preflight(
+        request_id=request.pk,
+        version=1,
+        checks=[
+            {"key": "ami", "title": "Source AMI", "outcome": "fail", "message": "ami-x is not Windows", "aws": {}},
+            {"key": "volumes", "title": "Volumes", "outcome": "warn", "message": "80 GB root", "aws": {}},
+        ],
+    )
+    client.force_login(approver)
+
+    page = client.get(reverse("request_detail", args=[request.pk])).content.decode()
+    refused = client.post(reverse("request_action", args=[request.pk, "approve"]), {"version": "1"})
+
+    assert "ami-x is not Windows" in page
+    assert "80 GB root" in page
+    assert "A failed check blocks approval." in page
+    assert refused.status_code == 409
+    assert workflow.MSG_PREFLIGHT_FAILED in refused.content.decode()
+
+
+def test_a_request_whose_checks_are_running_says_so_and_polls(
+    client: Client, requester: Any, make_request: Any
+) -> None:
+    request = make_request(checked=False)
+    client.force_login(requester)
+
+    page = client.get(reverse("request_detail", args=[request.pk])).content.decode()
+
+    assert "The checks of this version are running" in page
+    assert reverse("request_status", args=[request.pk]) in page
+
+
+@pytest.mark.parametrize("role", ["requester", "approver"])
+def test_the_requester_and_approvers_can_run_the_checks_again(
+    as_role: Any, role: str, rita_request: ImportRequest, published: list[Any]
+) -> None:
+    published.clear()
+
+    response = as_role(role).post(reverse("request_action", args=[rita_request.pk, "recheck"]))
+
+    assert response.status_code == 302
+    assert published == [("run_preflight_checks", (rita_request.pk, 1))]
+
+
+@pytest.mark.parametrize(("role", "status"), [("auditor", 403), ("other_requester", 404)])
+def test_others_cannot_run_the_checks(
+    as_role: Any, role: str, status: int, rita_request: ImportRequest, published: list[Any]
+) -> None:
+    published.clear()
+
+    response = as_role(role).post(reverse("request_action", args=[rita_request.pk, "recheck"]))
+
+    assert response.status_code == status
+    assert published == []
+
+
+def test_the_status_endpoint_reports_state_and_history_length_to_who_may_see_it(
+    client: Client, requester: Any, other_requester: Any, rita_request: ImportRequest
+) -> None:
+    client.force_login(requester)
+    mine = client.get(reverse("request_status", args=[rita_request.pk]))
+    client.force_login(other_requester)
+    theirs = client.get(reverse("request_status", args=[rita_request.pk]))
+
+    assert mine.json() == {"state": "submitted", "state_label": "Submitted", "version": 1, "events": 2}
+    assert theirs.status_code == 404
+
+
+def test_a_failed_import_explains_each_error_code(client: Client, requester: Any, rita_request: ImportRequest) -> None:
+    failure = {
+        "message": "AWS could not import the image: it failed 1 check.",
+        "details": [{"code": "OfficeInstalled", "aws_message": "Office found", "explanation": "Uninstall Office."}],
+        "aws_message": "Validation failed",
+    }
+    ImportRequest.objects.filter(pk=rita_request.pk).update(state=State.FAILED, failure=failure)
+    client.force_login(requester)
+
+    page = client.get(reverse("request_detail", args=[rita_request.pk])).content.decode()
+
+    assert "<strong>OfficeInstalled</strong>: Uninstall Office." in page
+    assert "AWS said: Validation failed" in page

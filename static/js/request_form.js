@@ -1,5 +1,20 @@
+// Improves the request form; without JavaScript it works the same, with fewer conveniences.
 // Adds tag rows without a round trip. Without JavaScript the form still works: it always
 // carries one empty row, and a removed row is a ticked "Remove" box.
+(function () {
+  "use strict";
+  // Suggest the chosen target's own Windows AMIs in the AMI field.
+  const targetSelect = document.getElementById("id_target");
+  const amiInput = document.getElementById("id_ec2_image_id");
+  if (targetSelect && amiInput) {
+    targetSelect.addEventListener("change", function () {
+      const list = document.getElementById("amis-" + targetSelect.value);
+      if (list) amiInput.setAttribute("list", list.id);
+      else amiInput.removeAttribute("list");
+    });
+  }
+})();
+
 (function () {
   "use strict";
   const rows = document.getElementById("tag-rows");
