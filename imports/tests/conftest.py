@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 
-from imports import aws, dispatch, roles, workflow
+from imports import aws, dispatch, roles, selectors, workflow
 from imports.db_guards import install_audit_guards, remove_audit_guards
 from imports.models import AwsTarget, ImportRequest
 
@@ -39,10 +38,11 @@ OFFERED_AMIS = [aws.Ami(image_id="ami-0aaaaaaaaaaaaaaa1", name="win11-golden", c
 
 @pytest.fixture(autouse=True)
 def _no_aws_from_the_form(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The request form lists each target's AMIs; tests other than the sandbox ones never ask
-    AWS (test_execution and friends call imports.aws directly)."""
-    monkeypatch.setattr(aws, "list_windows_amis", lambda target: OFFERED_AMIS)
-    cache.clear()
+    """The request form offers each target's AMIs; page tests never ask AWS for them
+    (selectors.offered_amis itself is tested against the sandbox in test_execution)."""
+    monkeypatch.setattr(
+        selectors, "offered_amis", lambda: {t.pk: OFFERED_AMIS for t in AwsTarget.objects.filter(is_active=True)}
+    )
 
 
 PASSING_CHECKS = [{"key": "ami", "title": "Source AMI", "outcome": "pass", "message": "ok", "aws": {}}]

@@ -8,12 +8,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
-from imports import aws, execution, workflow
+from imports import aws, execution, selectors, workflow
 from imports.models import AwsTarget, ImportRequest
 from imports.ratelimit import DatabaseTokenBucket
 from imports.sandbox import SandboxHandle, start_sandbox
+
+# The real one: conftest replaces it for the page tests.
+OFFERED_AMIS = selectors.offered_amis
 
 State = ImportRequest.State
 WINDOWS_AMI = "ami-05eed000000000001"
@@ -363,3 +367,30 @@ def test_approval_needs_passing_checks_of_the_current_version(make_request: Any,
         assert refused.value.message == message
         request.refresh_from_db()
         assert request.state == State.SUBMITTED
+
+
+def test_the_form_offers_each_active_targets_windows_amis_and_caches_them(
+    target: AwsTarget, sandbox: SandboxHandle
+) -> None:
+    AwsTarget.objects.create(name="Gone", account_id="123456789012", region="us-east-1", is_active=False)
+    cache.clear()
+
+    first = OFFERED_AMIS()
+    second = OFFERED_AMIS()
+
+    assert list(first) == [target.pk]
+    ids = [ami.image_id for ami in first[target.pk]]
+    assert "ami-05eed000000000001" in ids
+    assert "ami-05eed000000000006" not in ids  # Linux
+    assert "ami-05eed000000000007" not in ids  # another account's
+    assert second == first
+    assert control(sandbox, "calls")["DescribeImages"] == 1
+
+
+def test_a_target_aws_cannot_be_asked_about_offers_no_amis(db: None) -> None:
+    AwsTarget.objects.create(
+        name="Down", account_id="123456789012", region="us-east-1", endpoint_url="http://127.0.0.1:9"
+    )
+    cache.clear()
+
+    assert list(OFFERED_AMIS().values()) == [[]]

@@ -9,7 +9,7 @@ from django.db import connection, connections
 
 from imports import roles, workflow
 from imports.models import AwsTarget, ImportRequest, RequestEvent
-from imports.tests.conftest import make_user, request_fields
+from imports.tests.conftest import make_user, pass_preflight, request_fields
 
 pytestmark = pytest.mark.postgres
 
@@ -43,7 +43,7 @@ def submitted(committed_db: None) -> tuple[ImportRequest, Any, Any, Any]:
     requester = make_user("rita", groups=(roles.REQUESTERS,))
     first, second = (make_user(name, groups=(roles.APPROVERS,)) for name in ("anna", "bert"))
     target = AwsTarget.objects.create(name="Sandbox", account_id="123456789012", region="us-east-1")
-    request = workflow.submit_request(requester=requester, fields=request_fields(target))
+    request = pass_preflight(workflow.submit_request(requester=requester, fields=request_fields(target)))
     return request, requester, first, second
 
 
@@ -52,8 +52,10 @@ def test_two_approvers_deciding_at_once_make_exactly_one_decision(submitted: Any
     request, requester, anna, bert = submitted
     target = request.target
     for attempt in range(rounds):
-        contested = workflow.submit_request(
-            requester=requester, fields=request_fields(target, image_name=f"contested-{attempt}")
+        contested = pass_preflight(
+            workflow.submit_request(
+                requester=requester, fields=request_fields(target, image_name=f"contested-{attempt}")
+            )
         )
         results = race(
             lambda pk=contested.pk: workflow.approve_request(request_id=pk, actor=anna, expected_version=1),
@@ -67,7 +69,7 @@ def test_two_approvers_deciding_at_once_make_exactly_one_decision(submitted: Any
         assert (len(winners), len(losers)) == (1, 1), results
         contested.refresh_from_db()
         assert contested.state == winners[0].state
-        decisions = RequestEvent.objects.filter(request=contested).exclude(action="submit")
+        decisions = RequestEvent.objects.filter(request=contested).exclude(action__in=["submit", "preflight"])
         assert decisions.count() == 1
         decided_by = decisions.get().actor.username
         assert f"already {contested.get_state_display().lower()} by {decided_by}" in losers[0].message
@@ -100,7 +102,9 @@ def test_concurrent_appends_keep_one_unbroken_chain(submitted: Any) -> None:
     request, requester, anna, bert = submitted
     target = request.target
     others = [
-        workflow.submit_request(requester=requester, fields=request_fields(target, image_name=f"other-{i}"))
+        pass_preflight(
+            workflow.submit_request(requester=requester, fields=request_fields(target, image_name=f"other-{i}"))
+        )
         for i in range(4)
     ]
 
@@ -111,4 +115,4 @@ def test_concurrent_appends_keep_one_unbroken_chain(submitted: Any) -> None:
         ]
     )
 
-    assert verify_chain() == (9, [])
+    assert verify_chain() == (14, [])
