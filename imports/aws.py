@@ -20,11 +20,12 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
+    ParamValidationError,
     ReadTimeoutError,
 )
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from imports import rules
 
@@ -87,8 +88,22 @@ MSG_NO_CREDENTIALS = (
     "The portal found no AWS credentials for this target: an admin must configure the default credential "
     "chain (environment, instance or task role) or give the target a role to assume."
 )
+MSG_BAD_CREDENTIALS = (
+    "AWS did not accept the portal's credentials for this target (expired, unknown or wrongly signed): "
+    "an admin must renew or fix them."
+)
 MSG_UNKNOWN = "AWS answered with an error the portal does not know ({code}). The AWS message is kept in the history."
 
+CREDENTIAL_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "AuthFailure",
+        "SignatureDoesNotMatch",
+    }
+)
 THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"}
 )
@@ -193,6 +208,8 @@ def translate(exc: Exception) -> AwsError:
         code = details["code"]
         if code in THROTTLING_CODES:
             return Throttled(MSG_THROTTLED, **details)
+        if code in CREDENTIAL_CODES:
+            return AccessDenied(MSG_BAD_CREDENTIALS, **details)
         if code in _BY_CODE:
             error_class, message = _BY_CODE[code]
             return error_class(message, **details)
@@ -201,10 +218,16 @@ def translate(exc: Exception) -> AwsError:
         return UnknownAwsError(MSG_UNKNOWN.format(code=code or "no code"), **details)
     if isinstance(exc, NoCredentialsError):
         return AccessDenied(MSG_NO_CREDENTIALS, code="NoCredentials", aws_message=str(exc))
-    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
-        return NetworkError(MSG_NETWORK.format(detail="no connection"), maybe_sent=False, aws_message=str(exc))
+    if isinstance(exc, ParamValidationError):
+        return InvalidParameters(MSG_INVALID_PARAMETERS, code="ParamValidation", aws_message=str(exc))
+    # Order matters: a read timeout is also a botocore ConnectionError, but the request went out.
     if isinstance(exc, ReadTimeoutError | ConnectionClosedError):
         return NetworkError(MSG_NETWORK.format(detail="no answer in time"), maybe_sent=True, aws_message=str(exc))
+    if isinstance(exc, BotocoreConnectionError):
+        # Endpoint, proxy or connect-timeout errors: no connection, so nothing was sent.
+        return NetworkError(MSG_NETWORK.format(detail="no connection"), maybe_sent=False, aws_message=str(exc))
+    if isinstance(exc, HTTPClientError):
+        return NetworkError(MSG_NETWORK.format(detail="the connection failed"), maybe_sent=True, aws_message=str(exc))
     return UnknownAwsError(MSG_UNKNOWN.format(code=type(exc).__name__), aws_message=str(exc))
 
 
@@ -395,17 +418,17 @@ def describe_images(target: Target, image_ids: list[str]) -> dict[str, ImageStat
     return found
 
 
-def owned_images(target: Target) -> Iterator[ImageStatus]:
+def owned_images(target: Target, *, identity: str = PORTAL_IDENTITY) -> Iterator[ImageStatus]:
     """Every image the account owns in the target's region, page by page."""
-    paginator = client(target, "workspaces").get_paginator("describe_workspace_images")
+    paginator = client(target, "workspaces", identity=identity).get_paginator("describe_workspace_images")
     with _explained():
         for page in paginator.paginate(ImageType="OWNED", PaginationConfig={"PageSize": DESCRIBE_BATCH}):
             for image in page.get("Images", []):
                 yield ImageStatus.from_aws(image)
 
 
-def find_owned_image(target: Target, *, name: str) -> ImageStatus | None:
-    return next((image for image in owned_images(target) if image.name == name), None)
+def find_owned_image(target: Target, *, name: str, identity: str = PORTAL_IDENTITY) -> ImageStatus | None:
+    return next((image for image in owned_images(target, identity=identity) if image.name == name), None)
 
 
 def image_tags(target: Target, image_id: str) -> dict[str, str]:
@@ -458,7 +481,7 @@ def run_preflight(target: Target, *, ami_id: str, image_name: str, identity: str
     """PRODUCT.md section 6. Each check stands alone: one failing does not hide the others."""
     checks = [_check_credentials(target, identity), _check_byol(target, identity)]
     checks += _checks_on_ami(target, ami_id, identity)
-    checks += _checks_on_images(target, image_name)
+    checks += _checks_on_images(target, image_name, identity)
     return checks
 
 
@@ -556,10 +579,10 @@ def volume_warnings(image: dict[str, Any]) -> list[Check]:
     return [Check("volumes", title, WARN, " ".join(warnings))] if warnings else []
 
 
-def _checks_on_images(target: Target, image_name: str) -> list[Check]:
+def _checks_on_images(target: Target, image_name: str, identity: str) -> list[Check]:
     title = "No WorkSpaces image has this name"
     try:
-        owned = list(owned_images(target))
+        owned = list(owned_images(target, identity=identity))
     except AwsError as error:
         return [_failed_to_check("name", title, error)]
     checks = []

@@ -1,0 +1,106 @@
+"""How many DescribeWorkspaceImages calls one poll pass makes, and how long it takes.
+
+Run by hand (not by CI):  .venv/bin/python bench/poll_calls.py [100 1000 ...]
+
+Uses a throw-away SQLite database and an in-process local AWS sandbox. The importing requests
+are written directly (bulk insert) since only the poll pass is measured; their image ids are
+real images imported into the sandbox beforehand, so AWS's answers are realistic. The shared
+rate limiter (2 calls/s, burst 5 per account) is on, as in production.
+"""
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["PORTAL_VAR_DIR"] = tempfile.mkdtemp(prefix="bench-poll-")
+os.environ.pop("DATABASE_URL", None)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.update(AWS_ACCESS_KEY_ID="sandbox", AWS_SECRET_ACCESS_KEY="sandbox")
+
+import django
+
+django.setup()
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.utils import timezone
+
+from imports import aws, execution
+from imports.models import AwsTarget, ImportRequest
+from imports.ratelimit import DatabaseTokenBucket
+from imports.sandbox import start_sandbox
+
+
+def calls(url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{url}/_sandbox/calls", timeout=10) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+def reset(url: str) -> None:
+    request = urllib.request.Request(f"{url}/_sandbox/reset", data=b"{}", method="POST")  # noqa: S310
+    urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+
+
+def main(sizes: list[int]) -> None:
+    call_command("migrate", verbosity=0)
+    sandbox = start_sandbox(port=0, import_delay=3600)
+    target = AwsTarget.objects.create(
+        name="bench", account_id="123456789012", region="us-east-1", endpoint_url=sandbox.url
+    )
+    user = get_user_model().objects.create_user("bench")
+    # Real PENDING images in the sandbox, imported with the rate limiter off.
+    aws.use_rate_limiter(None)
+    image_ids = []
+    for n in range(max(sizes)):
+        result = aws.import_image(
+            target,
+            parameters={
+                "Ec2ImageId": "ami-05eed000000000001",
+                "IngestionProcess": "BYOL_REGULAR_WSP",
+                "ImageName": f"bench-{n}",
+                "ImageDescription": "bench",
+            },
+            identity="bench",
+        )
+        image_ids.append(result.image_id)
+    aws.use_rate_limiter(DatabaseTokenBucket())
+    print(f"{'importing':>10} {'Describe calls':>15} {'ids/call':>9} {'pass (s)':>9}")
+    for size in sizes:
+        ImportRequest.objects.filter(state="importing").update(state="available")
+        ImportRequest.objects.bulk_create(
+            ImportRequest(
+                target=target,
+                requester=user,
+                state="importing",
+                windows_version="11",
+                ec2_image_id="ami-05eed000000000001",
+                ingestion_process="BYOL_REGULAR_WSP",
+                image_name=f"bench-{size}-{n}",
+                image_description="bench",
+                justification="bench",
+                aws_image_id=image_ids[n],
+                import_started_at=timezone.now(),
+            )
+            for n in range(size)
+        )
+        timings = []
+        for _ in range(3):
+            reset(sandbox.url)
+            started = time.perf_counter()
+            report = execution.poll_importing_images()
+            timings.append(time.perf_counter() - started)
+            made = calls(sandbox.url).get("DescribeWorkspaceImages", 0)
+            assert made == report.describe_calls, (made, report)
+        print(f"{size:>10} {made:>15} {size / made:>9.1f} {statistics.median(timings):>9.2f}")
+    sandbox.stop()
+
+
+if __name__ == "__main__":
+    main([int(arg) for arg in sys.argv[1:]] or [100, 1000])
