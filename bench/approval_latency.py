@@ -62,8 +62,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--redis-db", type=int, default=14)
+    parser.add_argument(
+        "--calls-per-second", type=int, default=2, help="the rate limiter's rate (AWS documents 2; 1000 = off)"
+    )
     options = parser.parse_args()
     env = configure(options.redis_db)
+    env["PORTAL_WORKSPACES_CALLS_PER_SECOND"] = os.environ["PORTAL_WORKSPACES_CALLS_PER_SECOND"] = str(
+        options.calls_per_second
+    )
 
     import django
     import redis

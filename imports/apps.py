@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 from django.db.models.signals import post_migrate
 
 
@@ -21,4 +22,8 @@ class ImportsConfig(AppConfig):
         from imports import aws
         from imports.ratelimit import DatabaseTokenBucket
 
-        aws.use_rate_limiter(DatabaseTokenBucket())
+        aws.use_rate_limiter(
+            DatabaseTokenBucket(
+                rate=settings.PORTAL_WORKSPACES_CALLS_PER_SECOND, burst=settings.PORTAL_WORKSPACES_BURST
+            )
+        )

@@ -184,6 +184,10 @@ PORTAL_UNCLAIMED_AFTER_SECONDS = env_int("PORTAL_UNCLAIMED_AFTER_SECONDS", 120)
 PORTAL_POLL_SECONDS = env_int("PORTAL_POLL_SECONDS", 60)
 PORTAL_SWEEP_SECONDS = env_int("PORTAL_SWEEP_SECONDS", 60)
 PORTAL_AMI_CACHE_SECONDS = env_int("PORTAL_AMI_CACHE_SECONDS", 300)
+# AWS documents 2 WorkSpaces API calls per second with bursts of 5, per account; the portal's
+# own calls stay within it across all processes. https://docs.aws.amazon.com/workspaces/latest/api/welcome.html
+PORTAL_WORKSPACES_CALLS_PER_SECOND = env_int("PORTAL_WORKSPACES_CALLS_PER_SECOND", 2)
+PORTAL_WORKSPACES_BURST = env_int("PORTAL_WORKSPACES_BURST", 5)
 
 # Redis and other virtual-ack transports redeliver a message not acknowledged within the
 # visibility timeout. It must outlast a task plus its longest scheduled retry (a countdown
