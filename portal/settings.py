@@ -147,6 +147,8 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 
 # Email: the console backend in development; SMTP (or any backend) from the environment.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Where django.core.mail.backends.filebased.EmailBackend writes each message (the browser tests read them).
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
@@ -169,10 +171,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 180)
-# Publishing is tried once and fails fast: a broker that is down must not hold up an approval
-# (the sweeper re-queues what was not published).
+# Publishing fails fast: a broker that is down must not hold up an approval (the sweeper
+# re-queues what was not published). The connection timeout is what bounds the wait; publish
+# retries are off as well, so a broker that accepts connections but fails is not retried either.
 CELERY_TASK_PUBLISH_RETRY = False
-CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # The import's timings. The lease must outlast a task's hard time limit.

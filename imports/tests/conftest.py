@@ -26,8 +26,8 @@ def _fast_password_hashing(settings: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
-    """Celery tasks the code queued, recorded instead of sent (tests with a real worker use
-    `real_broker`)."""
+    """Celery tasks the code queued, recorded instead of sent (test_celery_e2e puts the real
+    publisher back for its worker)."""
     sent: list[tuple[str, tuple[Any, ...]]] = []
     monkeypatch.setattr(dispatch, "publish", lambda name, args: sent.append((name, tuple(args))))
     return sent

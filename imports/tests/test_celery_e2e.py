@@ -1,0 +1,511 @@
+"""The import end to end with a real Celery worker process, celery beat and Redis (no eager
+mode), against the local AWS sandbox: approve -> worker -> sandbox -> `available`; a worker
+killed while its import call is in flight; a broker that is down when a manager approves.
+
+Needs PostgreSQL (the worker is another process and must see this test's committed rows, which
+SQLite's in-memory test database cannot share) and Redis on 127.0.0.1:6379; skipped with the
+reason otherwise. `.ci/run` runs the suite on PostgreSQL with Redis up.
+
+Each test claims an empty Redis database of its own (emptied again at the end), its own worker
+and beat processes (their own session, so one killpg ends the prefork child too) and short timings from
+the environment. The sandbox runs in a thread of this process; the worker reaches it over HTTP.
+"""
+
+import base64
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import kombu.pools
+import pytest
+import redis
+from django.db import connection
+
+from imports import dispatch, roles, workflow
+from imports.dispatch import publish as REAL_PUBLISH  # captured before the autouse fixture fakes it
+from imports.models import AwsTarget, ImportRequest
+from imports.sandbox import DEFAULT_REGION, SANDBOX_ACCOUNT_ID, SandboxHandle, start_sandbox
+from imports.tests.conftest import make_user, pass_preflight, request_fields
+from portal.celery import app as celery_app
+
+pytestmark = pytest.mark.postgres
+
+State = ImportRequest.State
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+# Redis databases for these tests: away from 0 (the README's production default) and from 14
+# (bench/approval_latency.py's default). Each test claims an empty one, starting from the next
+# number in turn, and empties it again at the end.
+REDIS_DBS = (10, 11, 12, 13)
+_next_redis_db = itertools.count()
+REDIS_OWNER_KEY = "byol-portal:e2e-test-owner"
+WINDOWS_AMI = "ami-05eed000000000001"  # seeded by the sandbox, owned by SANDBOX_ACCOUNT_ID
+IMPORT_DELAY = 2.0  # seconds the sandbox keeps an imported image PENDING
+CALL_LATENCY_MS = 3000  # injected on ImportWorkspaceImage in the crash test
+# Short timings for the worker and beat. The lease outlasts the hard time limit, which outlasts
+# the injected latency, as settings.py requires of real deployments.
+LEASE_SECONDS = 8
+SOFT_TIME_LIMIT = 6
+HARD_TIME_LIMIT = 7
+WORKER_READY_SECONDS = 30
+DONE_WITHIN_SECONDS = 60
+# The acceptance criterion: a manager's approval returns within 3 seconds with the broker down.
+APPROVAL_BOUND_SECONDS = 3.0
+QUEUE = "celery"  # Celery's default queue: a Redis list of that name
+
+
+# --- what the tests need from the machine ------------------------------------------------------
+
+
+@pytest.fixture
+def _postgresql_and_redis() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "needs PostgreSQL: the Celery worker is another process and cannot see SQLite's in-memory "
+            "test database; run with DATABASE_URL=postgres://... (.ci/run does)"
+        )
+    # A plain socket: redis-py would retry a refused connection with backoff for seconds.
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=1) as probe:
+            probe.sendall(b"PING\r\n")
+            answer = probe.recv(64)
+    except OSError as error:
+        answer = str(error).encode()
+    if not answer.startswith(b"+PONG"):
+        pytest.skip(f"needs Redis answering PING at {REDIS_HOST}:{REDIS_PORT} (got {answer!r})")
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[SandboxHandle]:
+    handle = start_sandbox(port=0, import_delay=IMPORT_DELAY)
+    yield handle
+    handle.stop()
+
+
+def control(sandbox: SandboxHandle, path: str, body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    method = "POST" if body is not None else "GET"
+    req = urllib.request.Request(f"{sandbox.url}/_sandbox/{path}", data=data, method=method)  # noqa: S310
+    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310 -- the local sandbox
+        return json.loads(response.read() or b"null")
+
+
+def import_calls(sandbox: SandboxHandle) -> int:
+    return control(sandbox, "calls").get("ImportWorkspaceImage", 0)
+
+
+def sandbox_images(sandbox: SandboxHandle, name: str) -> list[dict[str, Any]]:
+    return [image for image in control(sandbox, "images")["Images"] if image["Name"] == name]
+
+
+def database_url_for_workers(application_name: str) -> str:
+    """The URL of the database this test runs on (pytest-django's test_... database), with an
+    application_name that tells the workers' sessions apart in pg_stat_activity."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "postgres", safe="")
+    if db["PASSWORD"]:
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host, port, name = db["HOST"] or "127.0.0.1", db["PORT"] or 5432, quote(db["NAME"], safe="")
+    return f"postgres://{credentials}@{host}:{port}/{name}?application_name={application_name}"
+
+
+def unused_port() -> int:
+    """A local TCP port that nothing listens on: one the kernel picks for a bind, released at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --- worker and beat processes ------------------------------------------------------------------
+
+
+@dataclass
+class Workers:
+    """Worker and beat subprocesses of one test, on one broker, and this process's publisher."""
+
+    broker_url: str
+    workdir: Path
+    set_publisher_broker: Callable[[str], None]
+    timings: dict[str, str] = field(default_factory=dict)
+    processes: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list)
+    application_name: str = field(default_factory=lambda: f"byol-e2e-{uuid.uuid4().hex[:12]}")
+
+    def env(self) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CELERY_"))}
+        env |= {
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "DATABASE_URL": database_url_for_workers(self.application_name),
+            "CELERY_BROKER_URL": self.broker_url,
+            "AWS_ACCESS_KEY_ID": "sandbox",
+            "AWS_SECRET_ACCESS_KEY": "sandbox",
+            "PORTAL_VAR_DIR": str(self.workdir / "var"),
+            "PORTAL_IMPORT_LEASE_SECONDS": str(LEASE_SECONDS),
+            "PORTAL_POLL_SECONDS": "1",
+            "PORTAL_SWEEP_SECONDS": "1",
+            "PORTAL_UNCLAIMED_AFTER_SECONDS": "1",
+            "CELERY_TASK_SOFT_TIME_LIMIT": str(SOFT_TIME_LIMIT),
+            "CELERY_TASK_TIME_LIMIT": str(HARD_TIME_LIMIT),
+            "PYTHONUNBUFFERED": "1",
+        }
+        return env | self.timings
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = self.workdir / f"{name}-{len(self.processes)}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(  # noqa: S603 -- our own interpreter and arguments
+                [sys.executable, "-m", "celery", "-A", "portal", *args],
+                cwd=PROJECT_DIR,
+                env=self.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: killpg reaches the prefork child
+            )
+        self.processes.append((name, process, log))
+        return process
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        process = self._spawn(
+            "worker",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--hostname",
+            f"e2e-{uuid.uuid4().hex[:8]}@%h",
+        )
+        log = self.processes[-1][2]
+        deadline = time.monotonic() + WORKER_READY_SECONDS
+        while time.monotonic() < deadline:
+            if " ready." in log.read_text(errors="replace"):
+                return process
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+        pytest.fail(f"the worker did not report ready.:\n{self.logs()}")
+
+    def start_beat(self) -> subprocess.Popen[bytes]:
+        return self._spawn("beat", "beat", "--loglevel", "INFO", "--schedule", str(self.workdir / "beat-schedule"))
+
+    def start(self) -> None:
+        self.start_worker()
+        self.start_beat()
+
+    @staticmethod
+    def kill(process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the process's whole group (the prefork child too) and reap the parent."""
+        with contextlib.suppress(ProcessLookupError):  # already gone
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for _, process, _ in self.processes:
+            self.kill(process)
+
+    def logs(self) -> str:
+        parts = []
+        for name, process, log in self.processes:
+            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+            parts.append(f"===== {name} pid {process.pid} ({log.name}), last 150 lines =====")
+            parts.extend(lines[-150:])
+        return "\n".join(parts)
+
+
+def wait_for_sessions_to_end(application_name: str, seconds: float = 10) -> None:
+    """A SIGKILLed worker's PostgreSQL session ends once the server notices; the clean-up flush and
+    the final DROP DATABASE must not find it."""
+    deadline = time.monotonic() + seconds
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [application_name])
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_redis_db() -> int:
+    """An empty Redis database of REDIS_DBS, marked with this process's id so that a concurrent
+    run passes it by. Never one that holds someone else's keys; a database left behind by a run
+    that died (its owner process is gone) is emptied and taken."""
+    start = next(_next_redis_db)
+    for db in (REDIS_DBS[(start + i) % len(REDIS_DBS)] for i in range(len(REDIS_DBS))):
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
+        owner = client.get(REDIS_OWNER_KEY)
+        if owner is not None and not _alive(int(owner)):
+            client.flushdb()
+        if client.set(REDIS_OWNER_KEY, os.getpid(), nx=True):
+            if client.dbsize() == 1:
+                return db
+            client.delete(REDIS_OWNER_KEY)
+    pytest.skip(f"no empty Redis database among {REDIS_DBS} on {REDIS_HOST}:{REDIS_PORT}: they hold others' keys")
+
+
+def reset_publisher_pool() -> None:
+    """Make this process's Celery app connect afresh, to whatever broker_url now says: close and
+    forget kombu's pooled connections and producers, and the app's references to its pools
+    (Celery itself does the same after a fork, in Celery._after_fork)."""
+    kombu.pools.reset()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def celery(
+    _postgresql_and_redis: None,
+    committed_db: None,
+    published: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+) -> Iterator[Workers]:
+    """Real publishing from this process, a fresh Redis database, and worker/beat processes that
+    are always killed (and their logs printed, shown when the test fails) at the end."""
+    broker_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{claim_redis_db()}"
+    control(sandbox, "reset", {})
+    control(sandbox, "config", {"import_delay": IMPORT_DELAY, "image_quota": None})
+    original_broker = settings.CELERY_BROKER_URL
+    monkeypatch.setattr(dispatch, "publish", REAL_PUBLISH)
+
+    def set_publisher_broker(url: str) -> None:
+        # portal.celery.app reads CELERY_* lazily from Django settings; check that it follows.
+        settings.CELERY_BROKER_URL = url
+        assert celery_app.conf.broker_url == url
+        reset_publisher_pool()
+
+    cluster = Workers(broker_url=broker_url, workdir=tmp_path, set_publisher_broker=set_publisher_broker)
+    set_publisher_broker(broker_url)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        print(cluster.logs())  # pytest shows it only when the test fails
+        settings.CELERY_BROKER_URL = original_broker
+        reset_publisher_pool()
+        redis.Redis.from_url(broker_url).flushdb()
+        wait_for_sessions_to_end(cluster.application_name)
+
+
+# --- the request --------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    request: ImportRequest
+    approver: Any
+
+
+@pytest.fixture
+def checked_request(celery: Workers, sandbox: SandboxHandle) -> Scenario:
+    """A submitted request for the sandbox's Windows AMI whose pre-flight checks passed. Its
+    submission's `run_preflight_checks` is not queued: only the approval's message is."""
+    requester = make_user("rita", groups=(roles.REQUESTERS,))
+    approver = make_user("anna", groups=(roles.APPROVERS,))
+    target = AwsTarget.objects.create(
+        name="Sandbox", account_id=SANDBOX_ACCOUNT_ID, region=DEFAULT_REGION, endpoint_url=sandbox.url
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dispatch, "publish", lambda name, args: None)
+        request = workflow.submit_request(
+            requester=requester,
+            fields=request_fields(target, ec2_image_id=WINDOWS_AMI, image_name=f"e2e-{uuid.uuid4().hex[:12]}"),
+        )
+    return Scenario(request=pass_preflight(request), approver=approver)
+
+
+def approve(scenario: Scenario) -> ImportRequest:
+    return workflow.approve_request(request_id=scenario.request.pk, actor=scenario.approver, expected_version=1)
+
+
+def actions(request: ImportRequest) -> list[str]:
+    return list(request.events.order_by("seq").values_list("action", flat=True))
+
+
+def wait_until(
+    what: str | Callable[[], str], condition: Callable[[], bool], celery: Workers, seconds: float = DONE_WITHIN_SECONDS
+) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"not within {seconds} s: {what() if callable(what) else what}\n{celery.logs()}")
+
+
+# States the worker and beat never move a request out of by themselves.
+SETTLED = (State.AVAILABLE, State.FAILED, State.REJECTED, State.CANCELLED)
+
+
+def wait_until_settled(request: ImportRequest, celery: Workers) -> None:
+    """Until the request is available, or failed (returns at once: the caller's assertions say why,
+    and the `celery` fixture prints the processes' logs for a failed test)."""
+
+    def settled() -> bool:
+        request.refresh_from_db()
+        return request.state in SETTLED
+
+    def progress() -> str:
+        return f"{request.reference} available or failed; it is {request.state}, history {actions(request)}"
+
+    wait_until(progress, settled, celery)
+
+
+def queued_tasks(broker_url: str) -> list[tuple[str, list[Any]]]:
+    """(task name, args) of every message waiting in the Redis queue, oldest first."""
+    messages = [json.loads(raw) for raw in reversed(redis.Redis.from_url(broker_url).lrange(QUEUE, 0, -1))]
+    return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in messages]
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def test_an_approved_request_is_imported_by_a_real_worker_until_available(
+    celery: Workers, checked_request: Scenario, sandbox: SandboxHandle
+) -> None:
+    # The sweeper stays out of it: only the approval's own message can start this import.
+    celery.timings["PORTAL_UNCLAIMED_AFTER_SECONDS"] = "300"
+
+    approved = approve(checked_request)
+
+    assert approved.state == State.APPROVED
+    assert queued_tasks(celery.broker_url) == [("imports.tasks.import_request", [approved.pk])]
+
+    celery.start()
+    wait_until_settled(approved, celery)
+
+    assert approved.state == State.AVAILABLE, (approved.failure, actions(approved))
+    assert approved.aws_image_id.startswith("wsi-")
+    assert approved.import_calls == 1
+    assert approved.lease_expires_at is None
+    assert actions(approved) == [
+        "submit",
+        "preflight",
+        "approve",
+        "claim",
+        "preflight",
+        "import_call",
+        "aws_accepted",
+        "image_available",
+    ]
+    assert approved.events.get(action="approve").actor == checked_request.approver
+    worker_events = approved.events.filter(action__in=["claim", "import_call", "aws_accepted", "image_available"])
+    assert {event.actor_id for event in worker_events} == {None}
+    assert approved.events.get(action="aws_accepted").data["aws_image_id"] == approved.aws_image_id
+    assert import_calls(sandbox) == 1
+    [image] = sandbox_images(sandbox, approved.image_name)
+    assert (image["ImageId"], image["State"], image["Ec2ImageId"]) == (approved.aws_image_id, "AVAILABLE", WINDOWS_AMI)
+
+
+def test_a_worker_killed_during_the_import_call_is_replaced_and_aws_is_called_exactly_once(
+    celery: Workers, checked_request: Scenario, sandbox: SandboxHandle
+) -> None:
+    # The sweeper's re-queueing of `approved` requests is off: only the expired lease can bring
+    # the import back.
+    celery.timings["PORTAL_UNCLAIMED_AFTER_SECONDS"] = "300"
+    control(sandbox, "faults", {"latency_ms": CALL_LATENCY_MS, "operations": ["ImportWorkspaceImage"]})
+    celery.start()
+    first_worker = celery.processes[0][1]
+    request = approve(checked_request)
+
+    # record_import_call commits before the call; the sandbox counts the call as it arrives and
+    # answers CALL_LATENCY_MS later, so the worker is now waiting for AWS's answer.
+    def call_in_flight() -> bool:
+        return request.events.filter(action="import_call").exists() and import_calls(sandbox) == 1
+
+    wait_until("the import call in flight", call_in_flight, celery)
+    Workers.kill(first_worker)
+
+    request.refresh_from_db()
+    assert request.state == State.SUBMITTING, "the worker died before it could record AWS's answer"
+    assert request.import_calls == 1
+    celery.start_worker()
+    wait_until_settled(request, celery)
+
+    assert request.state == State.AVAILABLE, (request.failure, actions(request))
+    assert request.import_calls == 1
+    assert actions(request) == [
+        "submit",
+        "preflight",
+        "approve",
+        "claim",
+        "preflight",
+        "import_call",
+        "reclaim",
+        "aws_accepted",
+        "image_available",
+    ]
+    assert request.events.get(action="reclaim").data == {"reason": "lease expired", "import_calls_so_far": 1}
+    # The killed call still reached AWS (the sandbox made the image once its latency was over):
+    # the new worker found it by name and adopted it instead of calling again.
+    accepted = request.events.get(action="aws_accepted").data
+    assert accepted["adopted"] is True
+    assert accepted["aws_image_id"] == request.aws_image_id
+    assert import_calls(sandbox) == 1
+    [image] = sandbox_images(sandbox, request.image_name)
+    assert (image["ImageId"], image["State"]) == (request.aws_image_id, "AVAILABLE")
+
+
+def test_an_approval_with_the_broker_down_returns_quickly_and_the_sweeper_imports_it_later(
+    celery: Workers, checked_request: Scenario, sandbox: SandboxHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead_broker = f"redis://127.0.0.1:{unused_port()}/0"
+    celery.set_publisher_broker(dead_broker)
+
+    started = time.monotonic()
+    request = approve(checked_request)
+    took = time.monotonic() - started
+
+    assert request.state == State.APPROVED
+    # A timed assertion because the acceptance criterion is one. kombu gives up connecting after
+    # CELERY_BROKER_CONNECTION_TIMEOUT (2 s): about 2.1 s here, so the bound leaves ~0.9 s slack.
+    assert took < APPROVAL_BOUND_SECONDS, f"the approval took {took:.1f} s with the broker down"
+    request.refresh_from_db()
+    assert request.state == State.APPROVED
+    approval = request.events.get(action="approve")
+    assert (approval.actor, approval.from_state, approval.to_state) == (
+        checked_request.approver,
+        "submitted",
+        "approved",
+    )
+    assert any(
+        r.name == "imports.dispatch" and "could not queue import_request" in r.getMessage() for r in caplog.records
+    )
+    assert queued_tasks(celery.broker_url) == []
+
+    # The broker is back: the sweeper (PORTAL_UNCLAIMED_AFTER_SECONDS=1) re-queues the approval.
+    celery.set_publisher_broker(celery.broker_url)
+    celery.start()
+    wait_until_settled(request, celery)
+
+    assert request.state == State.AVAILABLE, (request.failure, actions(request))
+    assert request.import_calls == 1
+    assert actions(request)[2:] == ["approve", "claim", "preflight", "import_call", "aws_accepted", "image_available"]
+    assert import_calls(sandbox) == 1
