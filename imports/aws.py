@@ -5,6 +5,7 @@ here) and get back plain dataclasses, or one of a few domain errors, each carryi
 written for people plus the raw AWS code, message and request id for the audit history.
 """
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -242,9 +243,8 @@ def _explained() -> Iterator[None]:
 # --- clients ---------------------------------------------------------------------------------
 
 _rate_limiter: RateLimiter | None = None
-_lock = threading.Lock()
-_sessions: dict[tuple[Any, ...], boto3.Session] = {}
-_clients: dict[tuple[Any, ...], Any] = {}
+# botocore sessions are not safe to create clients from in several threads at once.
+_creating = threading.Lock()
 
 
 def use_rate_limiter(limiter: RateLimiter | None) -> None:
@@ -264,26 +264,37 @@ def _config(*, attempts: int) -> Config:
     )
 
 
-def _target_key(target: Target) -> tuple[str, ...]:
-    return (
-        target.account_id,
-        target.region,
-        target.credentials,
-        target.role_arn,
-        target.external_id,
-        target.endpoint_url,
-    )
+@dataclass(frozen=True)
+class _Spec:
+    """What of a target decides its clients; hashable, so clients can be cached by it."""
+
+    account_id: str
+    region: str
+    credentials: str
+    role_arn: str
+    external_id: str
+    endpoint_url: str
+
+    @classmethod
+    def of(cls, target: Target) -> "_Spec":
+        return cls(
+            target.account_id,
+            target.region,
+            target.credentials,
+            target.role_arn,
+            target.external_id,
+            target.endpoint_url,
+        )
 
 
-def _session(target: Target, identity: str) -> boto3.Session:
+@functools.lru_cache(maxsize=64)
+def _session(spec: _Spec, identity: str) -> boto3.Session:
     """A session per target, and for an assumed role per identity too: the role session is named
-    after the request and carries it as SourceIdentity, so CloudTrail joins the audit history."""
-    assumes_role = target.credentials == "assume_role"
-    key = (*_target_key(target), identity if assumes_role else "")
-    with _lock:
-        if key not in _sessions:
-            _sessions[key] = _assumed_role_session(target, identity) if assumes_role else boto3.Session()
-        return _sessions[key]
+    after the request and carries it as SourceIdentity, so CloudTrail joins the audit history.
+    Bounded, as every request has its own identity."""
+    if spec.credentials == "assume_role":
+        return _assumed_role_session(spec, identity)
+    return boto3.Session()
 
 
 def _assumed_role_session(target: Target, identity: str) -> boto3.Session:
@@ -319,21 +330,21 @@ def _assumed_role_session(target: Target, identity: str) -> boto3.Session:
 
 def client(target: Target, service: str, *, identity: str = PORTAL_IDENTITY, attempts: int = 4) -> Any:
     """A cached boto3 client for `service` on `target` (its endpoint URL applies to every service)."""
-    session = _session(target, identity)
-    key = (id(session), service, attempts)
-    with _lock:
-        if key not in _clients:
-            made = session.client(
-                service,
-                region_name=target.region,
-                endpoint_url=target.endpoint_url or None,
-                config=_config(attempts=attempts),
-            )
-            if service == "workspaces":
-                account = target.account_id
-                made.meta.events.register("before-send.workspaces", lambda **_: _take_turn(account))
-            _clients[key] = made
-        return _clients[key]
+    spec = _Spec.of(target)
+    # Default-chain targets share one session whatever the identity (it names nothing there).
+    return _client(spec, identity if spec.credentials == "assume_role" else "", service, attempts)
+
+
+@functools.lru_cache(maxsize=256)
+def _client(spec: _Spec, identity: str, service: str, attempts: int) -> Any:
+    with _creating:
+        made = _session(spec, identity).client(
+            service, region_name=spec.region, endpoint_url=spec.endpoint_url or None, config=_config(attempts=attempts)
+        )
+    if service == "workspaces":
+        account = spec.account_id
+        made.meta.events.register("before-send.workspaces", lambda **_: _take_turn(account))
+    return made
 
 
 def _take_turn(account_id: str) -> None:
@@ -342,10 +353,9 @@ def _take_turn(account_id: str) -> None:
 
 
 def forget_clients() -> None:
-    """Drop cached sessions and clients (after a target changed, and between tests)."""
-    with _lock:
-        _sessions.clear()
-        _clients.clear()
+    """Drop cached sessions and clients (between tests)."""
+    _client.cache_clear()
+    _session.cache_clear()
 
 
 # --- WorkSpaces images -----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Demo users for each role, an admin and one AWS target pointing at the local sandbox."""
 
+import os
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +28,12 @@ class Command(BaseCommand):
     help = "Create the demo users and the sandbox target (idempotent). Refuses to run with DJANGO_DEBUG off."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--sandbox-url", default="http://127.0.0.1:5055", help="endpoint of the local AWS sandbox")
+        # The Procfile starts the sandbox on SANDBOX_PORT (default 5055): point the target there.
+        # (Not imported from imports.sandbox, which needs moto: the production image lacks it.)
+        port = os.environ.get("SANDBOX_PORT") or "5055"
+        parser.add_argument(
+            "--sandbox-url", default=f"http://127.0.0.1:{port}", help="endpoint of the local AWS sandbox"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
