@@ -8,13 +8,11 @@ real images imported into the sandbox beforehand, so AWS's answers are realistic
 rate limiter (2 calls/s, burst 5 per account) is on, as in production.
 """
 
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,17 +33,7 @@ from django.utils import timezone
 from imports import aws, execution
 from imports.models import AwsTarget, ImportRequest
 from imports.ratelimit import DatabaseTokenBucket
-from imports.sandbox import start_sandbox
-
-
-def calls(url: str) -> dict[str, int]:
-    with urllib.request.urlopen(f"{url}/_sandbox/calls", timeout=10) as response:  # noqa: S310
-        return json.loads(response.read())
-
-
-def reset(url: str) -> None:
-    request = urllib.request.Request(f"{url}/_sandbox/reset", data=b"{}", method="POST")  # noqa: S310
-    urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+from imports.sandbox import control_sandbox, start_sandbox
 
 
 def main(sizes: list[int]) -> None:
@@ -92,11 +80,11 @@ def main(sizes: list[int]) -> None:
         )
         timings = []
         for _ in range(3):
-            reset(sandbox.url)
+            control_sandbox(sandbox.url, "reset", {})
             started = time.perf_counter()
             report = execution.poll_importing_images()
             timings.append(time.perf_counter() - started)
-            made = calls(sandbox.url).get("DescribeWorkspaceImages", 0)
+            made = control_sandbox(sandbox.url, "calls").get("DescribeWorkspaceImages", 0)
             assert made == report.describe_calls, (made, report)
         print(f"{size:>10} {made:>15} {size / made:>9.1f} {statistics.median(timings):>9.2f}")
     sandbox.stop()

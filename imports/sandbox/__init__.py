@@ -4,6 +4,7 @@ Standalone on purpose (no Django models), so tests, benchmarks and the ``aws_san
 management command can all start it. See PRODUCT.md section 11.
 """
 
+from .client import control_sandbox
 from .seed import DEFAULT_REGION, ERROR_DETAILS_TAG, PARTNER_ACCOUNT_ID, SEED_IMAGES, SEED_TAG, seed_images
 from .server import DEFAULT_HOST, DEFAULT_IMPORT_DELAY, DEFAULT_PORT, SandboxHandle, start_sandbox
 
@@ -20,6 +21,7 @@ __all__ = [
     "SEED_IMAGES",
     "SEED_TAG",
     "SandboxHandle",
+    "control_sandbox",
     "seed_images",
     "start_sandbox",
 ]

@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from django.db import connection
 from imports import dispatch, roles, workflow
 from imports.dispatch import publish as REAL_PUBLISH  # captured before the autouse fixture fakes it
 from imports.models import AwsTarget, ImportRequest
-from imports.sandbox import DEFAULT_REGION, SANDBOX_ACCOUNT_ID, SandboxHandle, start_sandbox
+from imports.sandbox import DEFAULT_REGION, SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, start_sandbox
 from imports.tests.conftest import make_user, pass_preflight, request_fields
 from portal.celery import app as celery_app
 
@@ -95,12 +94,8 @@ def sandbox() -> Iterator[SandboxHandle]:
     handle.stop()
 
 
-def control(sandbox: SandboxHandle, path: str, body: dict[str, Any] | None = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    method = "POST" if body is not None else "GET"
-    req = urllib.request.Request(f"{sandbox.url}/_sandbox/{path}", data=data, method=method)  # noqa: S310
-    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310 -- the local sandbox
-        return json.loads(response.read() or b"null")
+def control(sandbox: SandboxHandle, name: str, body: dict[str, Any] | None = None) -> Any:
+    return control_sandbox(sandbox.url, name, body)
 
 
 def import_calls(sandbox: SandboxHandle) -> int:

@@ -1,9 +1,7 @@
 """The import, end to end against the local AWS sandbox, without Celery: claim, check, call,
 record; tracking until AVAILABLE or ERROR; retries, reconciling and the sweeper."""
 
-import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +12,7 @@ from django.utils import timezone
 from imports import aws, execution, selectors, workflow
 from imports.models import AwsTarget, ImportRequest
 from imports.ratelimit import DatabaseTokenBucket
-from imports.sandbox import SandboxHandle, start_sandbox
+from imports.sandbox import SandboxHandle, control_sandbox, start_sandbox
 
 # The real one: conftest replaces it for the page tests.
 OFFERED_AMIS = selectors.offered_amis
@@ -26,12 +24,8 @@ LINUX_AMI = "ami-05eed000000000006"
 IMPORT_DELAY = 0.5
 
 
-def control(sandbox: SandboxHandle, path: str, body: dict[str, Any] | None = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    method = "POST" if body is not None else "GET"
-    req = urllib.request.Request(f"{sandbox.url}/_sandbox/{path}", data=data, method=method)  # noqa: S310
-    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310 -- the local sandbox
-        return json.loads(response.read() or b"null")
+def control(sandbox: SandboxHandle, name: str, body: dict[str, Any] | None = None) -> Any:
+    return control_sandbox(sandbox.url, name, body)
 
 
 @pytest.fixture(scope="module")
