@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/byol_portal
 
-.PHONY: run test test-postgres lint format check-deploy clean
+.PHONY: run test test-browser test-postgres lint format clean venv
 
 $(VENV)/.installed: requirements.txt requirements-sandbox.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ lint: venv
 test: lint
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
+	$(MAKE) test-browser
+
+# Playwright drives Debian's Chromium (apt-get install chromium) against the portal as
+# `make run` starts it; no test database, so pytest-django is switched off.
+test-browser: venv
+	$(PY) -m pytest browser_tests -p no:django
 
 test-postgres: venv
 	DATABASE_URL=$(POSTGRES_TEST_URL) $(PY) -m pytest

@@ -30,7 +30,9 @@
   addButton.addEventListener("click", function () {
     const index = parseInt(total.value, 10);
     if (maxForms && index >= parseInt(maxForms.value, 10)) return;
-    const html = template.innerHTML.replace(/__prefix__/g, String(index));
+    const html = template.innerHTML
+      .replace(/__prefix__/g, String(index))
+      .replace(/__number__/g, String(index + 1));
     rows.insertAdjacentHTML("beforeend", html);
     total.value = String(index + 1);
     const added = rows.lastElementChild.querySelector("input[type=text]");
