@@ -9,7 +9,7 @@ import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -277,14 +277,7 @@ class _Spec:
 
     @classmethod
     def of(cls, target: Target) -> "_Spec":
-        return cls(
-            target.account_id,
-            target.region,
-            target.credentials,
-            target.role_arn,
-            target.external_id,
-            target.endpoint_url,
-        )
+        return cls(**{f.name: getattr(target, f.name) for f in fields(cls)})
 
 
 @functools.lru_cache(maxsize=64)
