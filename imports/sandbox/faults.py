@@ -1,7 +1,8 @@
-"""Faults the sandbox injects into AWS calls: throttling, latency and BYOL switched off.
+"""Faults the sandbox injects into AWS calls: throttling, server errors, latency, AWS out of
+reach and BYOL switched off.
 
 Set at run time with ``POST /_sandbox/faults`` so tests and benchmarks can see how the portal
-copes with a slow or throttling AWS, and cleared with ``POST /_sandbox/reset``.
+copes with a slow, throttling, failing or unreachable AWS, and cleared with ``POST /_sandbox/reset``.
 """
 
 import math
@@ -12,7 +13,7 @@ from typing import Any
 # A latency above this is a typo, not a test: one call would outlive any client timeout.
 MAX_LATENCY_MS = 60_000
 
-FAULT_KEYS = ("throttle_rate", "latency_ms", "byol_enabled", "operations")
+FAULT_KEYS = ("throttle_rate", "server_error_rate", "latency_ms", "down", "byol_enabled", "operations")
 
 
 class InvalidFaults(ValueError):
@@ -22,9 +23,12 @@ class InvalidFaults(ValueError):
 @dataclass(frozen=True)
 class Faults:
     throttle_rate: float = 0.0
+    server_error_rate: float = 0.0
     latency_ms: float = 0.0
+    # True: every call the faults apply to has its connection dropped without an answer.
+    down: bool = False
     byol_enabled: bool = True
-    # None means every operation; otherwise throttling and latency hit only these.
+    # None means every operation; otherwise throttling, server errors, latency and down hit only these.
     operations: frozenset[str] | None = None
 
     def applies_to(self, operation: str) -> bool:
@@ -33,7 +37,9 @@ class Faults:
     def as_json(self) -> dict[str, Any]:
         return {
             "throttle_rate": self.throttle_rate,
+            "server_error_rate": self.server_error_rate,
             "latency_ms": self.latency_ms,
+            "down": self.down,
             "byol_enabled": self.byol_enabled,
             "operations": sorted(self.operations) if self.operations is not None else None,
         }
@@ -41,10 +47,12 @@ class Faults:
 
 @dataclass(frozen=True)
 class FaultDecision:
-    """What to do to one AWS call before it is answered."""
+    """What to do to one AWS call: wait, then at most one of drop, throttle or server error."""
 
-    latency_seconds: float
-    throttle: bool
+    latency_seconds: float = 0.0
+    drop: bool = False
+    throttle: bool = False
+    server_error: bool = False
 
 
 def _number(payload: dict[str, Any], key: str, *, low: float, high: float) -> float:
@@ -53,6 +61,13 @@ def _number(payload: dict[str, Any], key: str, *, low: float, high: float) -> fl
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise InvalidFaults(f"{key} must be a number from {low:g} to {high:g}, not {value!r}")
     return float(value)
+
+
+def _flag(payload: dict[str, Any], key: str) -> bool:
+    value = payload[key]
+    if not isinstance(value, bool):
+        raise InvalidFaults(f"{key} must be true or false, not {value!r}")
+    return value
 
 
 def _operations(value: Any) -> frozenset[str] | None:
@@ -71,14 +86,14 @@ def merge_faults(current: Faults, payload: Any) -> Faults:
     if unknown:
         raise InvalidFaults(f"unknown fault keys {unknown}; known keys are {list(FAULT_KEYS)}")
     changes: dict[str, Any] = {}
-    if "throttle_rate" in payload:
-        changes["throttle_rate"] = _number(payload, "throttle_rate", low=0.0, high=1.0)
+    for rate in ("throttle_rate", "server_error_rate"):
+        if rate in payload:
+            changes[rate] = _number(payload, rate, low=0.0, high=1.0)
     if "latency_ms" in payload:
         changes["latency_ms"] = _number(payload, "latency_ms", low=0.0, high=MAX_LATENCY_MS)
-    if "byol_enabled" in payload:
-        if not isinstance(payload["byol_enabled"], bool):
-            raise InvalidFaults(f"byol_enabled must be true or false, not {payload['byol_enabled']!r}")
-        changes["byol_enabled"] = payload["byol_enabled"]
+    for flag in ("down", "byol_enabled"):
+        if flag in payload:
+            changes[flag] = _flag(payload, flag)
     if "operations" in payload:
         changes["operations"] = _operations(payload["operations"])
     return replace(current, **changes)
@@ -87,16 +102,23 @@ def merge_faults(current: Faults, payload: Any) -> Faults:
 class FaultInjector:
     """Thread-safe holder of the current faults, deciding the fate of each AWS call.
 
-    Throttling is deterministic rather than random: with a rate r, call n (counting only calls
-    the faults apply to) is throttled when floor(n * r) grows, so exactly that share of calls
-    fails and a test or benchmark gives the same result on every run.
+    Throttling and server errors are deterministic rather than random: with a rate r, call n
+    (counting only calls the faults apply to) fails when floor(n * r) grows past the failures
+    already given, so exactly that share of calls fails and a test or benchmark gives the same
+    result on every run. When both are due on one call the throttle wins and the server error
+    moves to the next call, so each rate keeps its share while the two add up to at most 1.
+    While ``down`` is on, calls are dropped and take no turn from either rate.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults = Faults()
+        self._reset_counters()
+
+    def _reset_counters(self) -> None:
         self._eligible_calls = 0
         self._throttled_calls = 0
+        self._server_errors = 0
 
     @property
     def faults(self) -> Faults:
@@ -106,23 +128,31 @@ class FaultInjector:
     def update(self, payload: Any) -> Faults:
         with self._lock:
             self._faults = merge_faults(self._faults, payload)
-            self._eligible_calls = self._throttled_calls = 0
+            self._reset_counters()
             return self._faults
 
     def reset(self) -> None:
         with self._lock:
             self._faults = Faults()
-            self._eligible_calls = self._throttled_calls = 0
+            self._reset_counters()
+
+    def _due(self, rate: float, given: int) -> bool:
+        # The epsilon keeps 10 * 0.1 from flooring to 0.999... -> 0.
+        return math.floor(self._eligible_calls * rate + 1e-9) > given
 
     def decide(self, operation: str) -> FaultDecision:
         with self._lock:
             faults = self._faults
             if not faults.applies_to(operation):
-                return FaultDecision(latency_seconds=0.0, throttle=False)
+                return FaultDecision()
+            latency_seconds = faults.latency_ms / 1000.0
+            if faults.down:
+                return FaultDecision(latency_seconds=latency_seconds, drop=True)
             self._eligible_calls += 1
-            # The epsilon keeps 10 * 0.1 from flooring to 0.999... -> 0.
-            due = math.floor(self._eligible_calls * faults.throttle_rate + 1e-9)
-            throttle = due > self._throttled_calls
+            throttle = self._due(faults.throttle_rate, self._throttled_calls)
+            server_error = not throttle and self._due(faults.server_error_rate, self._server_errors)
             if throttle:
                 self._throttled_calls += 1
-            return FaultDecision(latency_seconds=faults.latency_ms / 1000.0, throttle=throttle)
+            if server_error:
+                self._server_errors += 1
+            return FaultDecision(latency_seconds=latency_seconds, throttle=throttle, server_error=server_error)

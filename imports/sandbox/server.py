@@ -6,6 +6,7 @@ the backend from the service in the SigV4 credential scope (``.../us-east-1/sts/
 so STS, EC2 and WorkSpaces clients can all share ``endpoint_url``.
 """
 
+import contextlib
 import io
 import json
 import os
@@ -15,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from moto.iam.models import get_account_id_from
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -65,7 +66,9 @@ def _caller_account(environ: dict[str, Any], call: AwsCall) -> str:
     return get_account_id_from(call.access_key or "")
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
+# What AWS's common errors say of InternalFailure.
+_INTERNAL_FAILURE_MESSAGE = "The request processing has failed because of an unknown error, exception or failure."
 
 
 def _json_reply(start_response: StartResponse, status: int, payload: Any, headers: Headers) -> list[bytes]:
@@ -93,6 +96,31 @@ def _query_throttling_xml(request_id: str) -> str:
     )
 
 
+def _ec2_internal_error_xml(request_id: str) -> str:
+    # https://docs.aws.amazon.com/ec2/latest/devguide/errors-overview.html#api-error-codes-table-server
+    return (
+        "<Response><Errors><Error><Code>InternalError</Code>"
+        "<Message>An internal error has occurred.</Message></Error></Errors>"
+        f"<RequestID>{request_id}</RequestID></Response>"
+    )
+
+
+def _query_internal_failure_xml(request_id: str) -> str:
+    # https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html: InternalFailure, 500;
+    # Type Receiver because the fault is on AWS's side, not the caller's.
+    return (
+        "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalFailure</Code>"
+        f"<Message>{_INTERNAL_FAILURE_MESSAGE}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    )
+
+
+def _xml_reply(start_response: StartResponse, status: str, xml: str) -> list[bytes]:
+    body = ('<?xml version="1.0" encoding="UTF-8"?>' + xml).encode()
+    start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def _throttled_reply(start_response: StartResponse, call: AwsCall) -> list[bytes]:
     request_id = str(uuid.uuid4())
     if call.protocol == "json":
@@ -101,12 +129,37 @@ def _throttled_reply(start_response: StartResponse, call: AwsCall) -> list[bytes
         payload = {"__type": "ThrottlingException", "message": "Rate exceeded"}
         return _json_reply(start_response, 400, payload, headers)
     if call.service == "ec2":
-        status, xml = "503 Service Unavailable", _ec2_throttling_xml(request_id)
-    else:
-        status, xml = "400 Bad Request", _query_throttling_xml(request_id)
-    body = ('<?xml version="1.0" encoding="UTF-8"?>' + xml).encode()
-    start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
-    return [body]
+        return _xml_reply(start_response, "503 Service Unavailable", _ec2_throttling_xml(request_id))
+    return _xml_reply(start_response, "400 Bad Request", _query_throttling_xml(request_id))
+
+
+def _server_error_reply(start_response: StartResponse, call: AwsCall) -> list[bytes]:
+    request_id = str(uuid.uuid4())
+    if call.protocol == "json":
+        # https://docs.aws.amazon.com/workspaces/latest/api/CommonErrors.html: InternalFailure, 500
+        headers = [("Content-Type", JSON_CONTENT_TYPE), ("x-amzn-RequestId", request_id)]
+        payload = {"__type": "InternalFailure", "message": _INTERNAL_FAILURE_MESSAGE}
+        return _json_reply(start_response, 500, payload, headers)
+    if call.service == "ec2":
+        return _xml_reply(start_response, "500 Internal Server Error", _ec2_internal_error_xml(request_id))
+    return _xml_reply(start_response, "500 Internal Server Error", _query_internal_failure_xml(request_id))
+
+
+class _DroppedOnPurpose(ConnectionAbortedError):
+    """The ``down`` fault closed this call's connection.
+
+    werkzeug's request handler takes a ConnectionError out of the app for a client that went
+    away: it ends the request without a response or a traceback, and the server serves on.
+    """
+
+
+def _drop_connection(environ: dict[str, Any]) -> NoReturn:
+    # werkzeug's server hands the app the client's socket. The body is already read, so the
+    # shutdown sends a plain FIN where the client waits for a status line, as a dropped
+    # connection to AWS would. A client that gave up during a latency fault is gone already.
+    with contextlib.suppress(OSError):
+        environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
+    raise _DroppedOnPurpose("the down fault dropped this call without an answer")
 
 
 class SandboxApp:
@@ -128,8 +181,12 @@ class SandboxApp:
         decision = self.state.faults.decide(call.operation)
         if decision.latency_seconds:
             time.sleep(decision.latency_seconds)
+        if decision.drop:
+            _drop_connection(environ)
         if decision.throttle:
             return _throttled_reply(start_response, call)
+        if decision.server_error:
+            return _server_error_reply(start_response, call)
         if call.service == "workspaces" and call.operation in HANDLED_OPERATIONS:
             return self._workspaces(environ, start_response, call, body)
         return self.moto_app(environ, start_response)

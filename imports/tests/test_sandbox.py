@@ -5,6 +5,7 @@ Images outlive a test (the sandbox keeps them, as AWS does), so each test names 
 """
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -22,7 +23,7 @@ import boto3
 import pytest
 from botocore.client import BaseClient
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError
 
 from imports.sandbox import (
     ERROR_DETAILS_TAG,
@@ -50,6 +51,15 @@ TEST_DELAY = 1.0
 # https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 NO_CLIENT_VALIDATION = Config(parameter_validation=False, retries={"total_max_attempts": 1, "mode": "standard"})
+NO_FAULTS = {
+    "throttle_rate": 0.0,
+    "server_error_rate": 0.0,
+    "latency_ms": 0.0,
+    "down": False,
+    "byol_enabled": True,
+    "operations": None,
+}
+INTERNAL_FAILURE = "The request processing has failed because of an unknown error, exception or failure."
 
 
 @pytest.fixture(scope="module")
@@ -497,6 +507,18 @@ def test_import_while_byol_is_disabled_ends_in_error(sandbox: SandboxHandle) -> 
 # --- faults --------------------------------------------------------------------------------
 
 
+def describe_account_outcomes(workspaces: BaseClient, count: int) -> list[str]:
+    """The outcome of each of ``count`` DescribeAccount calls in order: "ok" or the error code."""
+    outcomes = []
+    for _ in range(count):
+        try:
+            workspaces.describe_account()
+            outcomes.append("ok")
+        except ClientError as error:
+            outcomes.append(error.response["Error"]["Code"])
+    return outcomes
+
+
 def test_full_throttling_fails_every_call_with_each_protocols_throttling_error(sandbox: SandboxHandle) -> None:
     control(sandbox, "POST", "faults", {"throttle_rate": 1.0})
     calls = {
@@ -523,26 +545,130 @@ def test_half_throttling_fails_exactly_every_second_call(sandbox: SandboxHandle)
     workspaces = client(sandbox, "workspaces")
     control(sandbox, "POST", "faults", {"throttle_rate": 0.5})
 
-    outcomes = []
-    for _ in range(6):
-        try:
-            workspaces.describe_account()
-            outcomes.append("ok")
-        except ClientError as error:
-            outcomes.append(error.response["Error"]["Code"])
+    outcomes = describe_account_outcomes(workspaces, 6)
 
     assert outcomes == ["ok", "ThrottlingException"] * 3
 
 
-def test_throttling_limited_to_some_operations_spares_the_others(sandbox: SandboxHandle) -> None:
+@pytest.mark.parametrize(
+    ("rate", "code"),
+    [("throttle_rate", "ThrottlingException"), ("server_error_rate", "InternalFailure")],
+    ids=["throttling", "server-errors"],
+)
+def test_faults_limited_to_some_operations_spare_the_others(sandbox: SandboxHandle, rate: str, code: str) -> None:
     workspaces = client(sandbox, "workspaces")
-    control(sandbox, "POST", "faults", {"throttle_rate": 1.0, "operations": ["ImportWorkspaceImage"]})
+    control(sandbox, "POST", "faults", {rate: 1.0, "operations": ["ImportWorkspaceImage"]})
 
     with pytest.raises(ClientError) as excinfo:
         import_image(workspaces)
     account = workspaces.describe_account()
 
-    assert error_of(excinfo)[0] == "ThrottlingException"
+    assert error_of(excinfo)[0] == code
+    assert account["DedicatedTenancySupport"] == "ENABLED"
+
+
+def test_full_server_errors_fail_every_call_with_each_protocols_internal_error(sandbox: SandboxHandle) -> None:
+    control(sandbox, "POST", "faults", {"server_error_rate": 1.0})
+    calls = {
+        "workspaces": lambda: client(sandbox, "workspaces").describe_account(),
+        "ec2": lambda: client(sandbox, "ec2").describe_images(ImageIds=[WIN10_AMI]),
+        "sts": lambda: client(sandbox, "sts").get_caller_identity(),
+    }
+
+    errors = {}
+    for service, call in calls.items():
+        with pytest.raises(ClientError) as excinfo:
+            call()
+        errors[service] = (error_of(excinfo), excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"])
+
+    assert errors == {
+        "workspaces": (("InternalFailure", INTERNAL_FAILURE), 500),
+        "ec2": (("InternalError", "An internal error has occurred."), 500),
+        "sts": (("InternalFailure", INTERNAL_FAILURE), 500),
+    }
+    assert control(sandbox, "GET", "calls")[1] == {"DescribeAccount": 1, "DescribeImages": 1, "GetCallerIdentity": 1}
+
+
+def test_half_server_errors_fail_exactly_every_second_call(sandbox: SandboxHandle) -> None:
+    workspaces = client(sandbox, "workspaces")
+    control(sandbox, "POST", "faults", {"server_error_rate": 0.5})
+
+    outcomes = describe_account_outcomes(workspaces, 6)
+
+    assert outcomes == ["ok", "InternalFailure"] * 3
+
+
+def test_a_throttle_and_a_server_error_due_on_one_call_throttle_it_and_the_error_takes_the_next(
+    sandbox: SandboxHandle,
+) -> None:
+    workspaces = client(sandbox, "workspaces")
+    control(sandbox, "POST", "faults", {"throttle_rate": 0.5, "server_error_rate": 0.5})
+
+    outcomes = describe_account_outcomes(workspaces, 6)
+
+    throttled, failed = "ThrottlingException", "InternalFailure"
+    assert outcomes == ["ok", throttled, failed, throttled, failed, throttled]
+
+
+def test_down_drops_every_protocols_call_without_an_answer_and_logs_no_error(
+    sandbox: SandboxHandle, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    control(sandbox, "POST", "faults", {"down": True})
+    calls = {
+        "workspaces": lambda: client(sandbox, "workspaces").describe_account(),
+        "ec2": lambda: client(sandbox, "ec2").describe_images(ImageIds=[WIN10_AMI]),
+        "sts": lambda: client(sandbox, "sts").get_caller_identity(),
+    }
+
+    errors = {}
+    for service, call in calls.items():
+        with pytest.raises(ConnectionClosedError) as excinfo:
+            call()
+        errors[service] = str(excinfo.value)
+
+    assert all("closed before we received a valid response" in error for error in errors.values()), errors
+    assert control(sandbox, "GET", "calls")[1] == {"DescribeAccount": 1, "DescribeImages": 1, "GetCallerIdentity": 1}
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_down_limited_to_some_operations_spares_the_others_and_never_the_control_endpoints(
+    sandbox: SandboxHandle,
+) -> None:
+    workspaces = client(sandbox, "workspaces")
+    image_id = import_image(workspaces)
+    control(sandbox, "POST", "faults", {"down": True, "operations": ["DescribeAccount"]})
+
+    with pytest.raises(ConnectionClosedError):
+        workspaces.describe_account()
+    image = describe_image(workspaces, image_id)
+    status, faults = control(sandbox, "GET", "faults")
+
+    assert image["ImageId"] == image_id
+    assert status == 200
+    assert faults == {**NO_FAULTS, "down": True, "operations": ["DescribeAccount"]}
+    assert control(sandbox, "GET", "calls")[1] == {
+        "DescribeAccount": 1,
+        "DescribeWorkspaceImages": 1,
+        "ImportWorkspaceImage": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"), [("faults", {"down": False}), ("reset", None)], ids=["down-false", "reset"]
+)
+def test_calls_work_again_on_the_same_client_once_down_is_lifted(
+    sandbox: SandboxHandle, name: str, payload: dict[str, Any] | None
+) -> None:
+    workspaces = client(sandbox, "workspaces")
+    control(sandbox, "POST", "faults", {"down": True})
+    with pytest.raises(ConnectionClosedError):
+        workspaces.describe_account()
+
+    status, _ = control(sandbox, "POST", name, payload)
+    account = workspaces.describe_account()
+
+    assert status == 200
     assert account["DedicatedTenancySupport"] == "ENABLED"
 
 
@@ -570,6 +696,9 @@ def test_latency_fault_delays_calls_and_reset_removes_it(sandbox: SandboxHandle)
         (b'{"throttle_rate": true}', "throttle_rate"),
         (b'{"latency_ms": -1}', "latency_ms"),
         (b'{"byol_enabled": "no"}', "byol_enabled"),
+        (b'{"down": "yes"}', "down must be true or false, not 'yes'"),
+        (b'{"server_error_rate": 2}', "server_error_rate must be a number from 0 to 1, not 2"),
+        (b'{"down": true, "server_error_rate": -0.5}', "server_error_rate must be a number"),
         (b'{"operations": "ImportWorkspaceImage"}', "operations"),
         (b'{"throttle": 1}', "unknown fault keys"),
         (b"[1, 2]", "JSON object"),
@@ -580,6 +709,9 @@ def test_latency_fault_delays_calls_and_reset_removes_it(sandbox: SandboxHandle)
         "rate-as-boolean",
         "negative-latency",
         "byol-as-string",
+        "down-as-string",
+        "server-error-rate-above-1",
+        "valid-down-with-negative-server-error-rate",
         "operations-as-string",
         "unknown-key",
         "not-an-object",
@@ -593,12 +725,7 @@ def test_invalid_faults_are_refused_with_a_message_and_change_nothing(
 
     assert status == 400
     assert fragment in body["error"]
-    assert control(sandbox, "GET", "faults")[1] == {
-        "throttle_rate": 0.0,
-        "latency_ms": 0.0,
-        "byol_enabled": True,
-        "operations": None,
-    }
+    assert control(sandbox, "GET", "faults")[1] == NO_FAULTS
 
 
 def test_faults_given_one_key_at_a_time_are_merged(sandbox: SandboxHandle) -> None:
@@ -607,20 +734,20 @@ def test_faults_given_one_key_at_a_time_are_merged(sandbox: SandboxHandle) -> No
     status, faults = control(sandbox, "POST", "faults", {"byol_enabled": False})
 
     assert status == 200
-    assert faults == {"throttle_rate": 0.0, "latency_ms": 5.0, "byol_enabled": False, "operations": None}
+    assert faults == {**NO_FAULTS, "latency_ms": 5.0, "byol_enabled": False}
 
 
 def test_reset_clears_counters_and_faults_but_keeps_images(sandbox: SandboxHandle) -> None:
     workspaces = client(sandbox, "workspaces")
     image_id = import_image(workspaces)
-    control(sandbox, "POST", "faults", {"throttle_rate": 1.0, "byol_enabled": False})
+    faults = {"throttle_rate": 1.0, "server_error_rate": 1.0, "down": True, "byol_enabled": False}
+    control(sandbox, "POST", "faults", faults)
 
     status, after = control(sandbox, "POST", "reset")
 
     assert status == 200
     assert after["calls"] == {}
-    assert after["faults"]["throttle_rate"] == 0.0
-    assert after["faults"]["byol_enabled"] is True
+    assert after["faults"] == NO_FAULTS
     assert describe_image(workspaces, image_id)["ImageId"] == image_id
 
 
