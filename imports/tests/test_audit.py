@@ -1,5 +1,7 @@
 """The hash chain over the audit history, and the verify_audit command."""
 
+import threading
+from collections.abc import Callable, Iterator
 from io import StringIO
 from typing import Any
 
@@ -8,10 +10,11 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
-from imports.audit import GENESIS_HASH, append_event, event_hash, verify_chain
+from imports import audit, roles, workflow
+from imports.audit import GENESIS_HASH, append_event, event_hash, verify_chain, verify_chain_report
 from imports.db_guards import remove_audit_guards
-from imports.models import AuditChainHead, RequestEvent
-from imports.tests.conftest import pass_preflight
+from imports.models import AuditChainHead, AwsTarget, RequestEvent
+from imports.tests.conftest import make_user, pass_preflight, request_fields
 
 
 def tamper(sql: str, params: list[Any]) -> None:
@@ -45,7 +48,7 @@ def test_an_intact_history_verifies(history: list[RequestEvent]) -> None:
     call_command("verify_audit", stdout=out)
 
     assert verify_chain() == (3, [])
-    assert "intact: 3 events verified" in out.getvalue()
+    assert "intact: 3 events verified up to #3" in out.getvalue()
 
 
 def test_a_changed_comment_is_detected(history: list[RequestEvent]) -> None:
@@ -55,7 +58,7 @@ def test_a_changed_comment_is_detected(history: list[RequestEvent]) -> None:
 
     assert count == 3
     assert [(p.seq, p.message) for p in problems] == [(2, "its content does not match its hash: it was changed")]
-    with pytest.raises(CommandError, match="NOT intact"):
+    with pytest.raises(CommandError, match=r"NOT intact: 1 problem\(s\) in 3 events up to #3"):
         call_command("verify_audit", stdout=StringIO(), stderr=StringIO())
 
 
@@ -95,6 +98,38 @@ def test_a_removed_last_event_is_detected_by_the_chain_head(history: list[Reques
     ]
 
 
+def test_a_removed_chain_head_is_detected(history: list[RequestEvent]) -> None:
+    tamper("DELETE FROM imports_auditchainhead", [])
+
+    report = verify_chain_report()
+
+    assert (report.up_to_seq, report.count) == (0, 3)
+    assert [(p.seq, p.message) for p in report.problems] == [
+        (None, "the chain head does not match the last event: events were removed")
+    ]
+
+
+def test_events_appended_while_verifying_are_left_for_the_next_run(
+    history: list[RequestEvent], make_request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_events_in_order = audit._events_in_order
+
+    def reader_racing_the_portal(*args: Any, **kwargs: Any) -> Iterator[RequestEvent]:
+        make_request(checked=False)  # lands after the head was read, before the first batch
+        yield from read_events_in_order(*args, **kwargs)
+        make_request(checked=False)  # lands after the last batch, before the head is compared
+
+    monkeypatch.setattr(audit, "_events_in_order", reader_racing_the_portal)
+    out = StringIO()
+
+    call_command("verify_audit", stdout=out)
+
+    assert "intact: 3 events verified up to #3" in out.getvalue()
+    assert verify_chain_report(batch_size=1) == audit.ChainReport(up_to_seq=5, count=5, problems=[])
+    monkeypatch.undo()
+    assert verify_chain(batch_size=2) == (7, [])
+
+
 def test_data_with_dates_and_unicode_verifies_after_a_round_trip(make_request: Any) -> None:
     request = make_request(checked=False)
     with transaction.atomic():
@@ -120,3 +155,97 @@ def test_appending_outside_a_transaction_is_refused(make_request: Any) -> None:
             append_event(request, action="claim", actor=None, from_state="a", to_state="b")
     finally:
         connection.in_atomic_block = original
+
+
+@pytest.fixture
+def portal_in_use(committed_db: None) -> Callable[[], None]:
+    """A function that submits one request and passes its pre-flight checks (two audit events),
+    safe to call from several threads, each on its own connection."""
+    if connection.vendor != "postgresql":
+        pytest.skip("snapshots between connections are tested on PostgreSQL; .ci/run runs this with DATABASE_URL")
+    requester = make_user("rita", groups=(roles.REQUESTERS,))
+    target = AwsTarget.objects.create(name="Sandbox", account_id="123456789012", region="us-east-1")
+    names = (f"busy-{n}" for n in range(1_000_000))
+    lock = threading.Lock()
+
+    def submit_and_check() -> None:
+        with lock:
+            name = next(names)
+        pass_preflight(workflow.submit_request(requester=requester, fields=request_fields(target, image_name=name)))
+
+    return submit_and_check
+
+
+@pytest.mark.postgres
+def test_verifying_while_the_portal_appends_never_reports_a_false_alarm(portal_in_use: Callable[[], None]) -> None:
+    portal_in_use()
+    stop, appended, errors = threading.Event(), threading.Semaphore(0), []
+
+    def keep_appending() -> None:
+        try:
+            while not stop.is_set():
+                portal_in_use()
+                appended.release()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    writers = [threading.Thread(target=keep_appending) for _ in range(3)]
+    for writer in writers:
+        writer.start()
+    try:
+        assert all(appended.acquire(timeout=10) for _ in writers)
+        reports = [verify_chain_report() for _ in range(20)]
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(timeout=30)
+
+    assert errors == []
+    assert [r.problems for r in reports] == [[]] * 20
+    assert all(r.count == r.up_to_seq for r in reports)
+    counts = [r.count for r in reports]
+    assert counts == sorted(counts)
+    assert counts[-1] > counts[0] > 2
+    assert verify_chain() == (RequestEvent.objects.count(), [])
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_head_and_events_come_from_one_read_only_snapshot(
+    portal_in_use: Callable[[], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    portal_in_use()
+    seen: list[tuple[str, str]] = []
+    read_events_in_order = audit._events_in_order
+
+    def reader_noting_the_transaction(*args: Any, **kwargs: Any) -> Iterator[RequestEvent]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')")
+            seen.append(cursor.fetchone())
+        yield from read_events_in_order(*args, **kwargs)
+
+    monkeypatch.setattr(audit, "_events_in_order", reader_noting_the_transaction)
+
+    assert verify_chain() == (2, [])
+    assert seen == [("repeatable read", "on")]
+    assert not connection.in_atomic_block
+
+
+def test_on_sqlite_verifying_opens_no_transaction_that_would_take_the_write_lock(
+    committed_db: None, make_request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("on PostgreSQL the verification runs in one read-only snapshot instead (test above)")
+    make_request()
+    in_transaction: list[bool] = []
+    read_events_in_order = audit._events_in_order
+
+    def reader_noting_the_transaction(*args: Any, **kwargs: Any) -> Iterator[RequestEvent]:
+        in_transaction.append(connection.in_atomic_block or not connection.get_autocommit())
+        yield from read_events_in_order(*args, **kwargs)
+
+    monkeypatch.setattr(audit, "_events_in_order", reader_noting_the_transaction)
+
+    assert verify_chain() == (2, [])
+    assert in_transaction == [False]
