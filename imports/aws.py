@@ -7,6 +7,7 @@ written for people plus the raw AWS code, message and request id for the audit h
 
 import functools
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -55,8 +56,12 @@ class Target(Protocol):
 
 
 class RateLimiter(Protocol):
-    def acquire(self, key: str) -> None:
-        """Block until one more call to the account `key` fits in its rate."""
+    def reserve(self, key: str) -> float:
+        """Take the account's next turn, free or not; the seconds until it comes."""
+
+    def acquire(self, key: str, *, max_wait: float) -> float:
+        """Wait for a free turn and return 0, or return at once the seconds still to wait when
+        that is more than `max_wait`."""
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -83,6 +88,10 @@ MSG_LIMIT_EXCEEDED = (
     "The portal waits and tries again later."
 )
 MSG_THROTTLED = "AWS asked the portal to slow down. The portal tries again shortly."
+MSG_RATE_BUSY = (
+    "The portal is keeping to AWS's rate of WorkSpaces calls for this account, and other work is ahead. "
+    "It tries again shortly."
+)
 MSG_NETWORK = "The portal could not reach AWS ({detail}). It tries again shortly."
 MSG_SERVER_ERROR = "AWS had an internal error. The portal tries again shortly."
 MSG_NO_CREDENTIALS = (
@@ -166,6 +175,12 @@ class Throttled(AwsError):
 
 
 class ServerError(AwsError):
+    retryable = True
+
+
+class RateBusy(AwsError):
+    """The portal's own limiter had no turn free in time: nothing was sent."""
+
     retryable = True
 
 
@@ -253,13 +268,22 @@ def use_rate_limiter(limiter: RateLimiter | None) -> None:
     _rate_limiter = limiter
 
 
-def _config(*, attempts: int) -> Config:
+# How long a WorkSpaces call may wait for a free turn of the limiter before it gives up and
+# its caller tries again later (kept well inside a task's time limits).
+RATE_WAIT_SECONDS = 20.0
+# Describe calls answer in well under a second; the import call may take longer. Short
+# timeouts keep every step of a worker short, so a warm shutdown finishes quickly.
+READ_TIMEOUT_SECONDS = 10
+IMPORT_READ_TIMEOUT_SECONDS = 20
+
+
+def _config(*, attempts: int, read_timeout: int = READ_TIMEOUT_SECONDS) -> Config:
     # Explicit retry mode and budget, and timeouts, rather than botocore's defaults (legacy
     # retries, 60 s read timeout). https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html
     return Config(
         retries={"mode": "standard", "total_max_attempts": attempts},
-        connect_timeout=5,
-        read_timeout=20,
+        connect_timeout=3,
+        read_timeout=read_timeout,
         user_agent_appid="byol-portal",
     )
 
@@ -321,34 +345,53 @@ def _assumed_role_session(target: Target, identity: str) -> boto3.Session:
     return boto3.Session(botocore_session=core)
 
 
-def client(target: Target, service: str, *, identity: str = PORTAL_IDENTITY, attempts: int = 4) -> Any:
-    """A cached boto3 client for `service` on `target` (its endpoint URL applies to every service)."""
+def client(
+    target: Target, service: str, *, identity: str = PORTAL_IDENTITY, attempts: int = 4, paced: bool = True
+) -> Any:
+    """A cached boto3 client for `service` on `target` (its endpoint URL applies to every service).
+    `paced`: each WorkSpaces call it sends (each retry included) first waits for a free turn of
+    the limiter; an unpaced client's caller reserves its turns itself (`reserve_turn`)."""
     spec = _Spec.of(target)
     # Default-chain targets share one session whatever the identity (it names nothing there).
-    return _client(spec, identity if spec.credentials == "assume_role" else "", service, attempts)
+    return _client(spec, identity if spec.credentials == "assume_role" else "", service, attempts, paced)
 
 
 @functools.lru_cache(maxsize=256)
-def _client(spec: _Spec, identity: str, service: str, attempts: int) -> Any:
+def _client(spec: _Spec, identity: str, service: str, attempts: int, paced: bool = True) -> Any:
+    read_timeout = READ_TIMEOUT_SECONDS if paced else IMPORT_READ_TIMEOUT_SECONDS
     with _creating:
         made = _session(spec, identity).client(
-            service, region_name=spec.region, endpoint_url=spec.endpoint_url or None, config=_config(attempts=attempts)
+            service,
+            region_name=spec.region,
+            endpoint_url=spec.endpoint_url or None,
+            config=_config(attempts=attempts, read_timeout=read_timeout),
         )
-    if service == "workspaces":
+    if service == "workspaces" and paced:
         account = spec.account_id
-        made.meta.events.register("before-send.workspaces", lambda **_: _take_turn(account))
+        made.meta.events.register("before-send.workspaces", lambda **_: _take_free_turn(account))
     return made
 
 
-def _take_turn(account_id: str) -> None:
-    if _rate_limiter is not None:
-        _rate_limiter.acquire(account_id)
+def _take_free_turn(account_id: str) -> None:
+    if _rate_limiter is None:
+        return
+    still_to_wait = _rate_limiter.acquire(account_id, max_wait=RATE_WAIT_SECONDS)
+    if still_to_wait:
+        raise RateBusy(MSG_RATE_BUSY, aws_message=f"the next free turn is {still_to_wait:.0f} s away")
+
+
+def reserve_turn(target: Target) -> float:
+    """Reserve the account's next WorkSpaces call for an import: the seconds until its turn.
+    The call itself (`import_image`) then takes no further turn."""
+    return _rate_limiter.reserve(target.account_id) if _rate_limiter is not None else 0.0
 
 
 def forget_clients() -> None:
-    """Drop cached sessions and clients (between tests)."""
+    """Drop cached sessions, clients and BYOL results (between tests)."""
     _client.cache_clear()
     _session.cache_clear()
+    with _byol_lock:
+        _byol_passed.clear()
 
 
 # --- WorkSpaces images -----------------------------------------------------------------------
@@ -398,9 +441,10 @@ def with_portal_tags(parameters: dict[str, Any], *, reference: str, requester: s
 
 
 def import_image(target: Target, *, parameters: dict[str, Any], identity: str) -> ImportResult:
-    """One ImportWorkspaceImage call, never retried by botocore: after a timeout the outcome is
-    unknown, and the caller must look for the image before it tries again."""
-    workspaces = client(target, "workspaces", identity=identity, attempts=1)
+    """One ImportWorkspaceImage call, in the turn the caller reserved (`reserve_turn`), never
+    retried by botocore: after a timeout the outcome is unknown, and the caller must look for
+    the image before it tries again."""
+    workspaces = client(target, "workspaces", identity=identity, attempts=1, paced=False)
     with _explained():
         response = workspaces.import_workspace_image(**parameters)
     request_id = response.get("ResponseMetadata", {}).get("RequestId", "")
@@ -478,25 +522,80 @@ class Check:
     outcome: str
     message: str
     aws: dict[str, str] = field(default_factory=dict)
+    # The check could not be made for a passing reason (throttling, a network error): running
+    # it again later may well pass.
+    retryable: bool = False
 
 
 def run_preflight(target: Target, *, ami_id: str, image_name: str, identity: str) -> list[Check]:
-    """PRODUCT.md section 6. Each check stands alone: one failing does not hide the others."""
+    """PRODUCT.md section 6, in full. Each check stands alone: one failing does not hide the others."""
     checks = [_check_credentials(target, identity), _check_byol(target, identity)]
     checks += _checks_on_ami(target, ami_id, identity)
     checks += _checks_on_images(target, image_name, identity)
     return checks
 
 
+class ChecksInterrupted(AwsError):
+    """A check just before the import could not be made for a passing reason."""
+
+    retryable = True
+
+
+def run_import_checks(target: Target, *, ami_id: str, identity: str, byol_cache_seconds: float) -> list[Check]:
+    """What can have changed since approval, re-checked without spending the account's WorkSpaces
+    call budget: credentials (STS) and the AMI (EC2) are asked again, BYOL comes from a cache,
+    and a name clash is what the import call itself reports. Raises ChecksInterrupted (retryable)
+    instead of returning a check that could not be made."""
+    checks = [
+        # One attempt each: the engine retries, with a budget, and its steps stay short.
+        _check_credentials(target, identity, attempts=1),
+        _byol_cached(target, identity, byol_cache_seconds),
+        *_checks_on_ami(target, ami_id, identity, attempts=1),
+    ]
+    interrupted = next((c for c in checks if c.retryable), None)
+    if interrupted is not None:
+        raise ChecksInterrupted(interrupted.aws.get("message", interrupted.message), **_error_fields(interrupted.aws))
+    return checks
+
+
+def _error_fields(record: dict[str, str]) -> dict[str, str]:
+    return {
+        "code": record.get("code", ""),
+        "aws_message": record.get("aws_message", ""),
+        "request_id": record.get("aws_request_id", ""),
+    }
+
+
+# Passing BYOL checks per target spec, with when they expire: BYOL is switched on once per
+# account and region by AWS Support and hardly ever off again.
+_byol_passed: dict["_Spec", float] = {}
+_byol_lock = threading.Lock()
+
+
+def _byol_cached(target: Target, identity: str, seconds: float) -> Check:
+    spec = _Spec.of(target)
+    with _byol_lock:
+        fresh = _byol_passed.get(spec, 0.0) > time.monotonic()
+    if fresh:
+        return Check("byol", "BYOL is enabled", PASS, f"BYOL is enabled for WorkSpaces in {target.region}.")
+    check = _check_byol(target, identity, attempts=1)
+    if check.outcome == PASS:
+        with _byol_lock:
+            _byol_passed[spec] = time.monotonic() + seconds
+    return check
+
+
 def _failed_to_check(key: str, title: str, error: AwsError) -> Check:
-    return Check(key, title, FAIL, f"The portal could not check this: {error.message}", error.as_record())
+    return Check(
+        key, title, FAIL, f"The portal could not check this: {error.message}", error.as_record(), error.retryable
+    )
 
 
-def _check_credentials(target: Target, identity: str) -> Check:
+def _check_credentials(target: Target, identity: str, *, attempts: int = 4) -> Check:
     title = "Credentials belong to the target account"
     try:
         with _explained():
-            account = client(target, "sts", identity=identity).get_caller_identity()["Account"]
+            account = client(target, "sts", identity=identity, attempts=attempts).get_caller_identity()["Account"]
     except AwsError as error:
         return _failed_to_check("credentials", title, error)
     if account != target.account_id:
@@ -510,11 +609,11 @@ def _check_credentials(target: Target, identity: str) -> Check:
     return Check("credentials", title, PASS, f"The portal's credentials work in account {account}.")
 
 
-def _check_byol(target: Target, identity: str) -> Check:
+def _check_byol(target: Target, identity: str, *, attempts: int = 4) -> Check:
     title = "BYOL is enabled"
     try:
         with _explained():
-            account = client(target, "workspaces", identity=identity).describe_account()
+            account = client(target, "workspaces", identity=identity, attempts=attempts).describe_account()
     except AwsError as error:
         return _failed_to_check("byol", title, error)
     if account.get("DedicatedTenancySupport") != "ENABLED":
@@ -528,11 +627,12 @@ def _check_byol(target: Target, identity: str) -> Check:
     return Check("byol", title, PASS, f"BYOL is enabled for WorkSpaces in {target.region}.")
 
 
-def _checks_on_ami(target: Target, ami_id: str, identity: str) -> list[Check]:
+def _checks_on_ami(target: Target, ami_id: str, identity: str, *, attempts: int = 4) -> list[Check]:
     title = "Source AMI is a Windows image the account owns"
     try:
         with _explained():
-            images = client(target, "ec2", identity=identity).describe_images(ImageIds=[ami_id]).get("Images", [])
+            ec2 = client(target, "ec2", identity=identity, attempts=attempts)
+            images = ec2.describe_images(ImageIds=[ami_id]).get("Images", [])
     except AwsError as error:
         # EC2 answers InvalidAMIID.NotFound or InvalidAMIID.Malformed for an id it does not know.
         if not error.code.startswith("InvalidAMIID"):

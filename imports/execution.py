@@ -1,21 +1,41 @@
-"""Doing the import: the steps between the workflow verbs and AWS that the Celery tasks run.
+"""The engine: the steps between the workflow verbs and AWS that the Celery tasks run.
 
 Never inside a database transaction: each workflow verb commits on its own, AWS is called
 between them (claim, commit, call, record). Every function takes ids, re-reads the rows and
 returns quietly when the world has moved on.
+
+How an import survives what AWS and the machines do:
+- A claim is a lease with a token. The worker renews the lease while it works (a heartbeat
+  thread), so a worker that dies loses it within PORTAL_IMPORT_LEASE_SECONDS and the sweeper
+  hands the import to another; the token fences a worker that was only paused out of every
+  later write.
+- The import call spends the account's WorkSpaces rate and nothing else does on the way: the
+  checks just before it ask STS and EC2, BYOL comes from a cache, and a name clash is what the
+  call itself reports. Its turn is reserved at the limiter; a turn further off than a moment
+  is waited for as a scheduled retry, not by a worker that could be doing other work.
+- Throttling, 5xx, timeouts and an unreachable AWS, anywhere on the way, make the import wait
+  and try again (exponential backoff with jitter) until PORTAL_RETRY_BUDGET_SECONDS is spent;
+  only AWS's own refusals fail it. After a call whose outcome is unknown, the image is looked
+  for by name before anything is sent again.
 """
 
 import logging
 import random
-from collections import defaultdict
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
+from django.db.models import F, Q
 from django.utils import timezone
 
 from imports import aws, dispatch, image_errors, rules, workflow
+from imports.locks import job_lock
 from imports.models import AwsTarget, ImportRequest
 
 logger = logging.getLogger(__name__)
@@ -37,26 +57,38 @@ MSG_PARAMETERS_CHANGED = (
     "The request's parameters no longer match the ones approved, so nothing was sent to AWS. "
     "Ask the requester to file the request again."
 )
-MSG_GAVE_UP = "AWS kept failing after {calls} attempts, so the portal stopped trying: {reason} An approver can retry."
+MSG_GAVE_UP = (
+    "AWS kept failing for {hours:g} hours, so the portal stopped trying: {reason} "
+    "Once AWS works again, an approver can retry the import."
+)
+MSG_WAITING_FOR_TURN = (
+    "Waiting for its turn: the portal keeps to AWS's rate of WorkSpaces calls for this account, "
+    "and other imports to it are ahead."
+)
 MSG_IMAGE_VANISHED = "AWS no longer knows the image {image_id}: it was deleted while it was being imported."
 
 # After being accepted, an image id may take a moment to show in DescribeWorkspaceImages.
 VANISHED_AFTER = timedelta(minutes=30)
+# A turn at most this far off is waited for by the worker itself; a later one is a scheduled retry.
+INLINE_TURN_SECONDS = 1.0
 
 
 class TryAgain(Exception):
-    """The import waits: run it again in `seconds`, resuming the lease it holds."""
+    """The import waits: run it again in `seconds`, resuming with `lease_token` at `due_at`."""
 
-    def __init__(self, seconds: float, lease: datetime | None) -> None:
+    def __init__(self, seconds: float, lease_token: str, due_at: datetime) -> None:
         super().__init__(f"try again in {seconds:.0f} s")
         self.seconds = seconds
-        self.lease = lease
+        self.lease_token = lease_token
+        self.due_at = due_at
 
 
-def backoff(attempt: int, *, base: float = 5.0, cap: float = 300.0) -> float:
+def backoff(attempt: int, *, base: float = 5.0, cap: float | None = None) -> float:
     """Exponential backoff with jitter: half the delay fixed, half random, so that workers that
-    failed together do not retry together.
+    failed together do not retry together. The cap keeps a request that waited through an
+    outage close behind AWS's return.
     https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/"""
+    cap = settings.PORTAL_RETRY_MAX_SECONDS if cap is None else cap
     ceiling = min(cap, base * 2 ** max(0, attempt - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 -- jitter, not a secret
 
@@ -70,10 +102,8 @@ def run_preflight_checks(request_id: int, version: int) -> ImportRequest | None:
         return None
     if request.state not in workflow.TRANSITIONS[workflow.Action.PREFLIGHT].sources:
         return None
-    return _check_and_record(request)
-
-
-def _check_and_record(request: ImportRequest) -> ImportRequest | None:
+    if request.state == State.SUBMITTING:
+        return None  # the import's own checks run now
     checks = aws.run_preflight(
         request.target, ami_id=request.ec2_image_id, image_name=request.image_name, identity=request.reference
     )
@@ -85,40 +115,132 @@ def _check_and_record(request: ImportRequest) -> ImportRequest | None:
         return None  # edited or decided meanwhile: these results are for a version nobody needs
 
 
+def preflight_interrupted(request: ImportRequest | None) -> bool:
+    """Whether a check could not be made for a passing reason, so running them again may pass."""
+    return request is not None and any(c.get("retryable") for c in request.preflight.get("checks", []))
+
+
 # --- the import ------------------------------------------------------------------------------
 
 
-def import_request(request_id: int, held_lease: datetime | None = None) -> None:
-    """Claim, re-check, call AWS once, record. Raises TryAgain when AWS asks for patience."""
-    request = _take(request_id, held_lease)
+def import_request(request_id: int, *, lease_token: str = "", due_at: datetime | None = None) -> None:
+    """Claim (or resume), re-check, take a turn, call AWS once, record. Raises TryAgain when the
+    import must wait."""
+    request = _take(request_id, lease_token, due_at)
     if request is None:
         return
-    if request.import_calls and _adopt_existing_image(request):
-        return
-    checked = _check_and_record(request)
-    if checked is None or not checked.preflight_passed:
-        checks = checked.preflight.get("checks", []) if checked else []
-        failures = [c["message"] for c in checks if c["outcome"] == "fail"]
-        _refuse(request, {"message": MSG_PREFLIGHT_FAILED_AT_IMPORT.format(failures=" ".join(failures))})
-        return
-    parameters = _approved_parameters(request)
-    if parameters is None:
-        _refuse(request, {"message": MSG_PARAMETERS_CHANGED})
-        return
-    _call_aws(request, parameters)
+    with _lease_kept(request.pk, request.lease_token):
+        _attempt(request, resumed=due_at is not None)
 
 
-def _take(request_id: int, held_lease: datetime | None) -> ImportRequest | None:
+def _take(request_id: int, lease_token: str, due_at: datetime | None) -> ImportRequest | None:
     lease = settings.PORTAL_IMPORT_LEASE_SECONDS
     state = ImportRequest.objects.filter(pk=request_id).values_list("state", flat=True).first()
     try:
+        if lease_token and due_at is not None:
+            return workflow.resume_import(
+                request_id=request_id, lease_token=lease_token, due_at=due_at, lease_seconds=lease
+            )
         if state == State.APPROVED:
             return workflow.claim_for_import(request_id=request_id, lease_seconds=lease)
         if state == State.SUBMITTING:
-            return workflow.reclaim_import(request_id=request_id, lease_seconds=lease, held_lease=held_lease)
+            return workflow.reclaim_import(request_id=request_id, lease_seconds=lease)
     except workflow.Conflict as lost:
         logger.info("import of %s not taken: %s", request_id, lost.message)
     return None
+
+
+@contextmanager
+def _lease_kept(request_id: int, lease_token: str) -> Iterator[None]:
+    """Renew the lease every third of its length while the body runs. If this process dies or
+    hangs past its time limit, the renewals stop and the lease runs out soon after."""
+    seconds = settings.PORTAL_IMPORT_LEASE_SECONDS
+    stop = threading.Event()
+
+    def renew() -> None:
+        try:
+            while not stop.wait(seconds / 3):
+                if not workflow.renew_lease(request_id=request_id, lease_token=lease_token, lease_seconds=seconds):
+                    return
+        except Exception:
+            logger.exception("could not renew the lease of %s", request_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+    heartbeat = threading.Thread(target=renew, daemon=True, name=f"lease-{request_id}")
+    heartbeat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        heartbeat.join()
+
+
+def _attempt(request: ImportRequest, *, resumed: bool) -> None:
+    token = request.lease_token
+    try:
+        if request.import_call_pending and _reconcile(request):
+            return
+        parameters = _approved_parameters(request)
+        if parameters is None:
+            _refuse(request, {"message": MSG_PARAMETERS_CHANGED})
+            return
+        checks = _checks_before_import(request)
+        if checks is None:
+            return
+        if _take_turn(request, resumed=resumed):
+            _call_aws(request, parameters, checks)
+    except aws.AwsError as error:
+        if not error.retryable:
+            _refuse(request, error.as_record())
+            return
+        _wait_for_aws(ImportRequest.objects.get(pk=request.pk), token, error)
+
+
+def _checks_before_import(request: ImportRequest) -> list[dict[str, Any]] | None:
+    """The checks of what can have changed since approval; None when one failed (and the
+    request with it). A check that could not be made raises a retryable AwsError."""
+    checks = aws.run_import_checks(
+        request.target,
+        ami_id=request.ec2_image_id,
+        identity=request.reference,
+        byol_cache_seconds=settings.PORTAL_BYOL_CACHE_SECONDS,
+    )
+    records = [asdict(c) for c in checks]
+    failures = [c.message for c in checks if c.outcome == aws.FAIL]
+    if failures:
+        failure = {"message": MSG_PREFLIGHT_FAILED_AT_IMPORT.format(failures=" ".join(failures)), "checks": records}
+        _refuse(request, failure)
+        return None
+    return records
+
+
+def _take_turn(request: ImportRequest, *, resumed: bool) -> bool:
+    """Reserve the account's next WorkSpaces call, and wait for it here only if it is close.
+    A later turn is a scheduled retry (TryAgain); False: another worker holds the import now."""
+    if resumed and request.waiting.get("reason") == "rate":
+        return True  # the turn reserved before this retry was scheduled is now
+    wait = aws.reserve_turn(request.target)
+    if wait <= INLINE_TURN_SECONDS:
+        time.sleep(wait)
+        return True
+    due_at = timezone.now() + timedelta(seconds=wait)
+    waiting = {
+        **request.waiting,
+        "reason": "rate",
+        "message": MSG_WAITING_FOR_TURN,
+        "next_attempt_at": due_at.isoformat(),
+    }
+    held = workflow.wait_for_turn(
+        request_id=request.pk,
+        lease_token=request.lease_token,
+        due_at=due_at,
+        lease_seconds=settings.PORTAL_IMPORT_LEASE_SECONDS,
+        waiting=waiting,
+    )
+    if held:
+        raise TryAgain(wait, request.lease_token, due_at)
+    return False
 
 
 def _approved_parameters(request: ImportRequest) -> dict[str, Any] | None:
@@ -135,39 +257,79 @@ def _approved_parameters(request: ImportRequest) -> dict[str, Any] | None:
     )
 
 
-def _call_aws(request: ImportRequest, parameters: dict[str, Any]) -> None:
-    workflow.record_import_call(request_id=request.pk, parameters=parameters)
-    calls = request.import_calls + 1
+def _call_aws(request: ImportRequest, parameters: dict[str, Any], checks: list[dict[str, Any]]) -> None:
+    token = request.lease_token
+    try:
+        called = workflow.record_import_call(
+            request_id=request.pk, lease_token=token, parameters=parameters, checks=checks
+        )
+    except workflow.Conflict as lost:
+        logger.info("import of %s not sent: %s", request.pk, lost.message)
+        return
     try:
         result = aws.import_image(request.target, parameters=parameters, identity=request.reference)
     except aws.AlreadyExists as error:
-        if not _adopt_existing_image(request):
-            _refuse(request, error.as_record())
-    except aws.LimitExceeded as error:
-        _retry_later(request, error, settings.PORTAL_LIMIT_RETRY_SECONDS, calls)
-    except (aws.Throttled, aws.ServerError, aws.NetworkError) as error:
-        _retry_later(request, error, backoff(calls), calls)
-    except aws.AwsError as error:
-        _refuse(request, error.as_record())
-    else:
-        workflow.record_import_accepted(
-            request_id=request.pk, aws_image_id=result.image_id, data={"aws_request_id": result.request_id}
-        )
-
-
-def _retry_later(request: ImportRequest, error: aws.AwsError, seconds: float, calls: int) -> None:
-    if calls >= settings.PORTAL_MAX_IMPORT_CALLS:
-        _refuse(request, {**error.as_record(), "message": MSG_GAVE_UP.format(calls=calls, reason=error.message)})
+        if not _reconcile(called):
+            _refuse(called, error.as_record())
         return
-    waiting = workflow.schedule_import_retry(request_id=request.pk, error=error.as_record(), retry_in=seconds)
-    raise TryAgain(seconds, waiting.lease_expires_at)
+    _record(
+        workflow.record_import_accepted,
+        called,
+        aws_image_id=result.image_id,
+        data={"aws_request_id": result.request_id},
+    )
+
+
+def _wait_for_aws(request: ImportRequest, lease_token: str, error: aws.AwsError) -> None:
+    """Schedule the next attempt, or give up once the retry budget is spent."""
+    now = timezone.now()
+    since = datetime.fromisoformat(request.waiting["since"]) if request.waiting.get("since") else now
+    budget = settings.PORTAL_RETRY_BUDGET_SECONDS
+    if (now - since).total_seconds() >= budget:
+        message = MSG_GAVE_UP.format(hours=round(budget / 3600, 1), reason=error.message)
+        _refuse(request, {**error.as_record(), "message": message})
+        return
+    attempts = int(request.waiting.get("attempts", 0)) + 1
+    limit = isinstance(error, aws.LimitExceeded)
+    seconds = float(settings.PORTAL_LIMIT_RETRY_SECONDS) if limit else backoff(attempts)
+    # A 5xx or a lost answer after the call went out may hide a made image.
+    outcome_unknown = request.import_call_pending and _maybe_sent(error)
+    waiting = {"reason": "transient", "message": error.message, "since": since.isoformat(), "attempts": attempts}
+    try:
+        waits = workflow.schedule_import_retry(
+            request_id=request.pk,
+            lease_token=lease_token,
+            error=error.as_record(),
+            retry_in=seconds,
+            lease_seconds=settings.PORTAL_IMPORT_LEASE_SECONDS,
+            outcome_unknown=outcome_unknown,
+            waiting=waiting,
+        )
+    except workflow.Conflict as lost:
+        logger.info("import of %s not rescheduled: %s", request.pk, lost.message)
+        return
+    raise TryAgain(seconds, lease_token, waits.next_attempt_at)
+
+
+def _maybe_sent(error: aws.AwsError) -> bool:
+    if isinstance(error, aws.NetworkError):
+        return error.maybe_sent
+    return isinstance(error, aws.ServerError)
 
 
 def _refuse(request: ImportRequest, failure: dict[str, Any]) -> None:
-    workflow.record_import_refused(request_id=request.pk, failure=failure, data={})
+    _record(workflow.record_import_refused, request, failure=failure, data={})
 
 
-def _adopt_existing_image(request: ImportRequest) -> bool:
+def _record(verb: Any, request: ImportRequest, **kwargs: Any) -> None:
+    """A worker's final word on an attempt, unless another worker took the import over meanwhile."""
+    try:
+        verb(request_id=request.pk, lease_token=request.lease_token, **kwargs)
+    except workflow.Conflict as lost:
+        logger.info("outcome for %s not recorded: %s", request.pk, lost.message)
+
+
+def _reconcile(request: ImportRequest) -> bool:
     """An earlier attempt may have reached AWS: find the image by name, and take it over if this
     request made it (its portal tag says so). Returns whether the request is settled."""
     image = aws.find_owned_image(request.target, name=request.image_name)
@@ -180,8 +342,11 @@ def _adopt_existing_image(request: ImportRequest) -> bool:
     if image.state == "ERROR" and _older_than_this_attempt(request, image):
         _refuse(request, {"message": MSG_OLD_ERROR_IMAGE.format(name=request.image_name, image_id=image.image_id)})
         return True
-    workflow.record_import_accepted(
-        request_id=request.pk, aws_image_id=image.image_id, data={"adopted": True, "image": image.as_record()}
+    _record(
+        workflow.record_import_accepted,
+        request,
+        aws_image_id=image.image_id,
+        data={"adopted": True, "image": image.as_record()},
     )
     return True
 
@@ -206,31 +371,66 @@ class PollReport:
     failed: int = 0
     stalled: int = 0
     errors: int = 0
+    # Importing requests this pass did not reach (its time ran out, or AWS's rate was busy with
+    # imports); the next pass starts with them.
+    deferred: int = 0
+
+    def add(self, other: "PollReport") -> None:
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+def importing_target_ids() -> list[int]:
+    importing = ImportRequest.objects.filter(state=State.IMPORTING)
+    return sorted(set(importing.values_list("target_id", flat=True)))
 
 
 def poll_importing_images() -> PollReport:
-    """One pass over every `importing` request, grouped by target, 25 image ids per call."""
+    """One pass over every target with `importing` requests, one after the other (the Celery task
+    instead sends one `poll_target` per target, so accounts are polled side by side)."""
     report = PollReport()
-    by_target: dict[int, list[ImportRequest]] = defaultdict(list)
-    for request in ImportRequest.objects.filter(state=State.IMPORTING).select_related("target").order_by("pk"):
-        by_target[request.target_id].append(request)
-    for requests in by_target.values():
-        _poll_target(requests[0].target, requests, report)
+    for target_id in importing_target_ids():
+        report.add(poll_target(target_id))
     return report
 
 
-def _poll_target(target: AwsTarget, requests: list[ImportRequest], report: PollReport) -> None:
-    report.requests += len(requests)
-    ids = [r.aws_image_id for r in requests]
-    report.describe_calls += -(-len(ids) // aws.DESCRIBE_BATCH)
-    try:
-        statuses = aws.describe_images(target, ids)
-    except aws.AwsError as error:
-        report.errors += 1
-        logger.warning("could not poll %d images of %s: %s", len(ids), target, error.as_record())
-        return
-    for request in requests:
-        _apply_status(request, statuses.get(request.aws_image_id), report)
+def poll_target(target_id: int, *, seconds: float | None = None, min_interval: float = 0) -> PollReport:
+    """Ask AWS about the target's importing images, 25 ids a call, the longest unasked first,
+    for at most `seconds` (the pass must end well inside a task's time limits; what it does not
+    reach, the next pass does first). One pass at a time per target, and none within
+    `min_interval` seconds of the last one started."""
+    report = PollReport()
+    seconds = settings.PORTAL_POLL_PASS_SECONDS if seconds is None else seconds
+    with job_lock(f"poll:{target_id}", hold_seconds=seconds + 60, min_interval_seconds=min_interval) as mine:
+        if mine:
+            _poll_target(target_id, report, deadline=time.monotonic() + seconds)
+    return report
+
+
+def _poll_target(target_id: int, report: PollReport, *, deadline: float) -> None:
+    target = AwsTarget.objects.get(pk=target_id)
+    started = timezone.now()
+    importing = ImportRequest.objects.filter(target_id=target_id, state=State.IMPORTING)
+    unasked = importing.filter(Q(polled_at__isnull=True) | Q(polled_at__lt=started))
+    # At least one call per pass, however short its time: every pass makes progress.
+    while batch := list(unasked.order_by(F("polled_at").asc(nulls_first=True), "pk")[: aws.DESCRIBE_BATCH]):
+        if report.describe_calls and time.monotonic() >= deadline:
+            report.deferred += unasked.count()
+            return
+        try:
+            statuses = aws.describe_images(target, [r.aws_image_id for r in batch])
+        except aws.AwsError as error:
+            # RateBusy: imports are using the account's rate, and they go first.
+            if not isinstance(error, aws.RateBusy):
+                report.errors += 1
+                logger.warning("could not poll %d images of %s: %s", len(batch), target, error.as_record())
+            report.deferred += unasked.count()
+            return
+        report.describe_calls += 1
+        report.requests += len(batch)
+        ImportRequest.objects.filter(pk__in=[r.pk for r in batch]).update(polled_at=timezone.now())
+        for request in batch:
+            _apply_status(request, statuses.get(request.aws_image_id), report)
 
 
 def _apply_status(request: ImportRequest, status: aws.ImageStatus | None, report: PollReport) -> None:
@@ -272,24 +472,42 @@ class SweepReport:
     unchecked: int = 0
 
 
-def sweep_lost_work() -> SweepReport:
-    """Re-queue work whose message was lost (broker down at approval, a worker that died)."""
-    now = timezone.now()
-    quiet_since = now - timedelta(seconds=settings.PORTAL_UNCLAIMED_AFTER_SECONDS)
+def _unsent_since(due: Any, now: datetime) -> Q:
+    """No message for the work was accepted since it became due at `due`, or the last one is so
+    old that it can no longer be on its way (a broker that lost it)."""
+    resend_after = now - timedelta(seconds=settings.PORTAL_RESEND_AFTER_SECONDS)
+    return Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=due) | Q(dispatched_at__lt=resend_after)
+
+
+def sweep_lost_work(*, min_interval: float = 0) -> SweepReport:
+    """Send again the work whose message was lost or never sent (a broker that was down at
+    approval, a worker that died): each piece once, not again while its message may still be
+    on its way. One sweep at a time, and none within `min_interval` seconds of the last."""
     report = SweepReport()
-    unclaimed = ImportRequest.objects.filter(state=State.APPROVED, updated_at__lt=quiet_since)
-    for pk in unclaimed.values_list("pk", flat=True):
-        dispatch.publish("import_request", (pk,))
+    with job_lock("sweep", hold_seconds=120, min_interval_seconds=min_interval) as mine:
+        if mine:
+            _sweep(report, timezone.now())
+    return report
+
+
+def _sweep(report: SweepReport, now: datetime) -> None:
+    quiet_since = now - timedelta(seconds=settings.PORTAL_UNCLAIMED_AFTER_SECONDS)
+    unclaimed = ImportRequest.objects.filter(_unsent_since(F("updated_at"), now), state=State.APPROVED)
+    for pk in unclaimed.filter(updated_at__lt=quiet_since).values_list("pk", flat=True):
+        dispatch.publish("import_request", (pk,), request_id=pk)
         report.unclaimed += 1
-    lost = ImportRequest.objects.filter(state=State.SUBMITTING, lease_expires_at__lt=now)
+    lost = ImportRequest.objects.filter(
+        _unsent_since(F("lease_expires_at"), now), state=State.SUBMITTING, lease_expires_at__lt=now
+    )
     for pk in lost.values_list("pk", flat=True):
-        dispatch.publish("import_request", (pk,))
+        dispatch.publish("import_request", (pk,), request_id=pk)
         report.lost_claims += 1
     waiting = ImportRequest.objects.filter(
-        state__in=[State.SUBMITTED, State.CHANGES_REQUESTED], updated_at__lt=quiet_since
+        _unsent_since(F("updated_at"), now),
+        state__in=[State.SUBMITTED, State.CHANGES_REQUESTED],
+        updated_at__lt=quiet_since,
     ).only("pk", "version", "preflight")
     for request in waiting:
         if not request.preflight_is_current:
-            dispatch.publish("run_preflight_checks", (request.pk, request.version))
+            dispatch.publish("run_preflight_checks", (request.pk, request.version), request_id=request.pk)
             report.unchecked += 1
-    return report

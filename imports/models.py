@@ -126,7 +126,24 @@ class ImportRequest(models.Model):
     # attempt may have reached AWS, so the image is looked for before any new call.
     import_calls = models.PositiveIntegerField(default=0)
     # Until when the worker that claimed the import owns it; after that the sweeper takes over.
+    # The worker renews it while it works; `lease_token` fences a worker that lost its lease
+    # (paused, or taken over) out of every later write.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True, default="", db_default="")
+    # An import call was recorded whose outcome the portal does not know (the worker died, or
+    # AWS did not answer): the image is looked for by name before anything is sent again.
+    import_call_pending = models.BooleanField(default=False, db_default=False)
+    # New columns have database defaults too, so that rows written by the previous release while
+    # this one's migration runs (a rolling deploy) stay valid.
+    # When a waiting import is tried next, and why it waits:
+    # {"reason": "rate" | "transient", "message": str, "error": {...}, "since": iso, "attempts": n}.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    waiting = models.JSONField(default=dict, blank=True, db_default=models.Value({}, output_field=models.JSONField()))
+    # When the broker last accepted a message for this request's pending work: the sweeper
+    # sends it again only when that message can no longer be on its way.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # When the status tracker last asked AWS about the image: each pass starts with the oldest.
+    polled_at = models.DateTimeField(null=True, blank=True)
     import_started_at = models.DateTimeField(null=True, blank=True)
     stalled_at = models.DateTimeField(null=True, blank=True)
 
@@ -271,6 +288,19 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head #{self.seq}"
+
+
+class JobLock(models.Model):
+    """A named lock with an expiry, so a periodic job runs once at a time even when two beat
+    processes send it (imports.locks)."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    holder = models.CharField(max_length=32, blank=True)
+    locked_until = models.DateTimeField()
+    last_started_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} until {self.locked_until:%Y-%m-%d %H:%M:%S}"
 
 
 class AccountRateLimit(models.Model):

@@ -5,31 +5,51 @@ from datetime import datetime
 
 from celery import shared_task
 from celery.app.task import Task
+from django.conf import settings
 
-from imports import execution
-
-
-@shared_task
-def run_preflight_checks(request_id: int, version: int) -> None:
-    execution.run_preflight_checks(request_id, version)
+from imports import dispatch, execution
+from imports.locks import job_lock
 
 
 @shared_task(bind=True, max_retries=None)
-def import_request(self: Task, request_id: int, held_lease: str | None = None) -> None:
-    lease = datetime.fromisoformat(held_lease) if held_lease else None
+def run_preflight_checks(self: Task, request_id: int, version: int) -> None:
+    checked = execution.run_preflight_checks(request_id, version)
+    # A check AWS could not answer for a passing reason is run again, so a moment of throttling
+    # does not leave a request waiting on someone to press "Run the checks again".
+    within_budget = self.request.retries * settings.PORTAL_RETRY_MAX_SECONDS < settings.PORTAL_RETRY_BUDGET_SECONDS
+    if execution.preflight_interrupted(checked) and within_budget:
+        raise self.retry(countdown=execution.backoff(self.request.retries + 1))
+
+
+@shared_task(bind=True, max_retries=None)
+def import_request(self: Task, request_id: int, lease_token: str = "", due_at: str = "") -> None:
     try:
-        execution.import_request(request_id, held_lease=lease)
+        execution.import_request(
+            request_id, lease_token=lease_token, due_at=datetime.fromisoformat(due_at) if due_at else None
+        )
     except execution.TryAgain as wait:
-        # The number of tries is bounded by execution (PORTAL_MAX_IMPORT_CALLS), not by Celery.
-        held = wait.lease.isoformat() if wait.lease else None
-        raise self.retry(args=(request_id, held), countdown=wait.seconds) from None
+        # How long to keep trying is execution's call (PORTAL_RETRY_BUDGET_SECONDS), not Celery's.
+        raise self.retry(args=(request_id, wait.lease_token, wait.due_at.isoformat()), countdown=wait.seconds) from None
 
 
 @shared_task
-def poll_importing_images() -> dict[str, int]:
-    return vars(execution.poll_importing_images())
+def poll_importing_images() -> int:
+    """Send one `poll_target` per target with importing images, so accounts are asked side by side."""
+    with job_lock("poll", hold_seconds=60, min_interval_seconds=settings.PORTAL_POLL_SECONDS / 2) as mine:
+        if not mine:
+            return 0
+        target_ids = execution.importing_target_ids()
+        for target_id in target_ids:
+            dispatch.publish("poll_target", (target_id,))
+        return len(target_ids)
+
+
+@shared_task
+def poll_target(target_id: int) -> dict[str, int]:
+    # Beat's interval, halved: a second beat process must not double the passes.
+    return vars(execution.poll_target(target_id, min_interval=settings.PORTAL_POLL_SECONDS / 2))
 
 
 @shared_task
 def sweep_lost_work() -> dict[str, int]:
-    return vars(execution.sweep_lost_work())
+    return vars(execution.sweep_lost_work(min_interval=settings.PORTAL_SWEEP_SECONDS / 2))

@@ -6,8 +6,10 @@ is a 404, the same as one that does not exist, so guessing ids tells nothing.
 
 import csv
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
@@ -159,8 +161,23 @@ def _render_detail(
         "parameters": import_request.aws_parameters(),
         "checks_pending": checks_pending,
         "live": checks_pending or import_request.state in LIVE_STATES,
+        "waiting": _waiting(import_request),
+        "next_attempt_iso": import_request.next_attempt_at.isoformat() if import_request.next_attempt_at else "",
     }
     return render(request, "imports/request_detail.html", context, status=status)
+
+
+def _waiting(import_request: ImportRequest) -> dict[str, Any] | None:
+    """Why an import waits and until when, for the request page; None when it does not wait."""
+    if import_request.state != ImportRequest.State.SUBMITTING or not import_request.waiting.get("reason"):
+        return None
+    waiting = dict(import_request.waiting)
+    since = waiting.get("since")
+    if since and waiting["reason"] == "transient":
+        budget = timedelta(seconds=settings.PORTAL_RETRY_BUDGET_SECONDS)
+        waiting["gives_up_at"] = datetime.fromisoformat(since) + budget
+    waiting["next_attempt_at"] = import_request.next_attempt_at
+    return waiting
 
 
 VERBS: dict[Action, Callable[..., ImportRequest]] = {
@@ -212,6 +229,8 @@ def request_status(request: HttpRequest, pk: int) -> JsonResponse:
             "state_label": import_request.get_state_display(),
             "version": import_request.version,
             "events": import_request.events.count(),
+            # A wait for a turn at AWS's rate writes no event: the page follows its due time too.
+            "next_attempt_at": import_request.next_attempt_at.isoformat() if import_request.next_attempt_at else None,
         }
     )
 

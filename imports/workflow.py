@@ -5,6 +5,7 @@ transaction; side effects (email, Celery work) run only after commit. Who may do
 checked here as well as in the views, so no caller can skip it.
 """
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ from django.utils import timezone
 
 from imports import dispatch, notifications
 from imports.audit import append_event
-from imports.models import EventAction, ImportRequest, RequestEvent
+from imports.models import EventAction, ImportRequest, RequestEvent, format_reference
 
 State = ImportRequest.State
 
@@ -266,7 +267,7 @@ def submit_request(*, requester: AbstractBaseUser, fields: dict[str, Any]) -> Im
                 data=_request_snapshot(request),
             )
             transaction.on_commit(lambda: notifications.request_awaits_decision(request, event), robust=True)
-            dispatch.after_commit("run_preflight_checks", request.pk, request.version)
+            dispatch.after_commit("run_preflight_checks", request.pk, request.version, request_id=request.pk)
     except IntegrityError as exc:
         _raise_if_name_taken(exc)
         raise
@@ -288,7 +289,7 @@ def edit_request(
 
     def after_commit(request: ImportRequest, event: RequestEvent) -> None:
         notifications.request_awaits_decision(request, event)
-        dispatch.publish("run_preflight_checks", (request.pk, request.version))
+        dispatch.publish("run_preflight_checks", (request.pk, request.version), request_id=request.pk)
 
     return _transition(
         request_id=request_id,
@@ -310,7 +311,7 @@ def _ensure_preflight_passed(request: ImportRequest) -> None:
 
 def _decided_and_queue_import(request: ImportRequest, event: RequestEvent) -> None:
     notifications.request_decided(request, event)
-    dispatch.publish("import_request", (request.pk,))
+    dispatch.publish("import_request", (request.pk,), request_id=request.pk)
 
 
 def approve_request(
@@ -367,15 +368,16 @@ def retry_import(*, request_id: int, actor: AbstractBaseUser, comment: str = "")
         actor=actor,
         comment=comment,
         changes=lambda request: {
+            **_ATTEMPT_OVER,
             "failure": {},
             "aws_image_id": "",
             "import_calls": 0,
-            "lease_expires_at": None,
             "import_started_at": None,
             "stalled_at": None,
+            "dispatched_at": None,
         },
         data=_request_snapshot,
-        after_commit=lambda request, event: dispatch.publish("import_request", (request.pk,)),
+        after_commit=lambda request, event: dispatch.publish("import_request", (request.pk,), request_id=request.pk),
     )
 
 
@@ -395,7 +397,7 @@ def request_preflight_checks(*, request_id: int, actor: AbstractBaseUser) -> Imp
         _ensure_may(actor, Action.APPROVE, request)
     if not may_request_preflight(actor, request):
         raise Conflict(_conflict_message(request_id, TRANSITIONS[Action.PREFLIGHT]))
-    dispatch.publish("run_preflight_checks", (request.pk, request.version))
+    dispatch.publish("run_preflight_checks", (request.pk, request.version), request_id=request.pk)
     return request
 
 
@@ -424,81 +426,160 @@ def _lease(seconds: float) -> Any:
     return timezone.now() + timedelta(seconds=seconds)
 
 
-def claim_for_import(*, request_id: int, lease_seconds: float = 600) -> ImportRequest:
-    """Take an approved request for the import call (`approved` -> `submitting`)."""
+def new_lease_token() -> str:
+    return uuid.uuid4().hex
+
+
+# What ends an import attempt clears: nobody holds the request, nothing is due, nothing waits.
+_ATTEMPT_OVER = {
+    "lease_expires_at": None,
+    "lease_token": "",
+    "next_attempt_at": None,
+    "waiting": {},
+    "import_call_pending": False,
+}
+
+
+def claim_for_import(*, request_id: int, lease_seconds: float) -> ImportRequest:
+    """Take an approved request for the import call (`approved` -> `submitting`). The lease is
+    the worker's until it stops renewing it; its token fences every later write."""
     return _transition(
         request_id=request_id,
         action=Action.CLAIM,
         actor=None,
-        changes=lambda request: {"lease_expires_at": _lease(lease_seconds)},
+        changes=lambda request: {
+            "lease_expires_at": _lease(lease_seconds),
+            "lease_token": new_lease_token(),
+            "next_attempt_at": None,
+            "waiting": {},
+        },
         data=_request_snapshot,
     )
 
 
-def reclaim_import(*, request_id: int, lease_seconds: float = 600, held_lease: datetime | None = None) -> ImportRequest:
-    """Resume a `submitting` request: after its own scheduled retry (`held_lease` is the lease it
-    set), or after its worker's lease ran out because the worker died or lost its task."""
-    now = timezone.now()
-    guard = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
-    if held_lease is not None:
-        guard |= Q(lease_expires_at=held_lease)
+def reclaim_import(*, request_id: int, lease_seconds: float) -> ImportRequest:
+    """Take over a `submitting` request whose worker stopped renewing its lease (it died, or its
+    message was lost). The old token stops working, so a worker that was only paused cannot
+    write any more."""
     return _transition(
         request_id=request_id,
         action=Action.RECLAIM,
         actor=None,
-        guard=guard,
-        changes=lambda request: {"lease_expires_at": _lease(lease_seconds)},
+        guard=Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=timezone.now()),
+        changes=lambda request: {
+            "lease_expires_at": _lease(lease_seconds),
+            "lease_token": new_lease_token(),
+            "next_attempt_at": None,
+        },
         data=lambda request: {
-            "reason": "scheduled retry" if held_lease and request.lease_expires_at else "lease expired",
+            "reason": "lease expired",
             "import_calls_so_far": request.import_calls,
+            "outcome_unknown": request.import_call_pending,
         },
     )
 
 
-def record_import_call(*, request_id: int, parameters: dict[str, Any]) -> ImportRequest:
-    """Written and committed before the call, so that the history shows exactly what was sent,
-    and a later attempt knows that this one may have reached AWS."""
+def _held(request_id: int, lease_token: str) -> Any:
+    return ImportRequest.objects.filter(pk=request_id, state=State.SUBMITTING, lease_token=lease_token)
+
+
+def resume_import(*, request_id: int, lease_token: str, due_at: datetime, lease_seconds: float) -> ImportRequest:
+    """Pick a waiting import up again at its due time, under the lease it kept. The due time is
+    part of the compare-and-set, so a duplicate of the same message finds nothing to resume."""
+    resumed = (
+        _held(request_id, lease_token)
+        .filter(next_attempt_at=due_at)
+        .update(next_attempt_at=None, lease_expires_at=_lease(lease_seconds))
+    )
+    if resumed != 1:
+        raise Conflict(MSG_LEASE_HELD.format(reference=format_reference(request_id)))
+    return ImportRequest.objects.select_related("target").get(pk=request_id)
+
+
+def renew_lease(*, request_id: int, lease_token: str, lease_seconds: float) -> bool:
+    """The worker is still at it: push the lease out. False once the lease is no longer its own."""
+    # Not while it waits for a due time: that wait holds the lease until then by itself.
+    renewed = _held(request_id, lease_token).filter(next_attempt_at__isnull=True)
+    return renewed.update(lease_expires_at=_lease(lease_seconds)) == 1
+
+
+def wait_for_turn(
+    *, request_id: int, lease_token: str, due_at: datetime, lease_seconds: float, waiting: dict[str, Any]
+) -> bool:
+    """The import waits for its reserved turn at AWS's rate. No audit event: nothing happened
+    yet, and the request page shows the wait from `waiting`."""
+    held = _held(request_id, lease_token).update(
+        next_attempt_at=due_at, lease_expires_at=due_at + timedelta(seconds=lease_seconds), waiting=waiting
+    )
+    return held == 1
+
+
+def record_import_call(
+    *, request_id: int, lease_token: str, parameters: dict[str, Any], checks: list[dict[str, Any]]
+) -> ImportRequest:
+    """Written and committed before the call, so that the history shows exactly what was sent
+    and what was re-checked, and a later attempt knows that this one may have reached AWS."""
     return _transition(
         request_id=request_id,
         action=Action.IMPORT_CALL,
         actor=None,
-        changes=lambda request: {"import_calls": F("import_calls") + 1},
-        data={"parameters": parameters},
+        guard=Q(lease_token=lease_token),
+        changes=lambda request: {"import_calls": F("import_calls") + 1, "import_call_pending": True},
+        data={"parameters": parameters, "checks": checks},
     )
 
 
-def schedule_import_retry(*, request_id: int, error: dict[str, Any], retry_in: float) -> ImportRequest:
-    """The import waits `retry_in` seconds; the lease runs until then, so the retry (which knows
-    the lease) resumes it, and only if the retry is lost does the sweeper take over."""
+def schedule_import_retry(
+    *,
+    request_id: int,
+    lease_token: str,
+    error: dict[str, Any],
+    retry_in: float,
+    lease_seconds: float,
+    outcome_unknown: bool,
+    waiting: dict[str, Any],
+) -> ImportRequest:
+    """The import waits `retry_in` seconds for AWS. The lease runs until a little after then, so
+    the retry (which knows the token and the due time) resumes it, and only if the retry is
+    lost does the sweeper take over."""
+    due_at = _lease(retry_in)
     return _transition(
         request_id=request_id,
         action=Action.IMPORT_RETRY,
         actor=None,
-        changes=lambda request: {"lease_expires_at": _lease(retry_in)},
-        data={"error": error, "retry_in_seconds": round(retry_in, 1)},
+        guard=Q(lease_token=lease_token),
+        changes=lambda request: {
+            "next_attempt_at": due_at,
+            "lease_expires_at": due_at + timedelta(seconds=lease_seconds),
+            "waiting": {**waiting, "next_attempt_at": due_at.isoformat()},
+            "import_call_pending": outcome_unknown,
+        },
+        data={"error": error, "retry_in_seconds": round(retry_in, 1), "outcome_unknown": outcome_unknown},
     )
 
 
-def record_import_accepted(*, request_id: int, aws_image_id: str, data: dict[str, Any]) -> ImportRequest:
+def record_import_accepted(
+    *, request_id: int, lease_token: str, aws_image_id: str, data: dict[str, Any]
+) -> ImportRequest:
     return _transition(
         request_id=request_id,
         action=Action.AWS_ACCEPTED,
         actor=None,
-        changes=lambda request: {
-            "aws_image_id": aws_image_id,
-            "lease_expires_at": None,
-            "import_started_at": timezone.now(),
-        },
+        guard=Q(lease_token=lease_token),
+        changes=lambda request: {**_ATTEMPT_OVER, "aws_image_id": aws_image_id, "import_started_at": timezone.now()},
         data={**data, "aws_image_id": aws_image_id},
     )
 
 
-def record_import_refused(*, request_id: int, failure: dict[str, Any], data: dict[str, Any]) -> ImportRequest:
+def record_import_refused(
+    *, request_id: int, lease_token: str, failure: dict[str, Any], data: dict[str, Any]
+) -> ImportRequest:
     return _transition(
         request_id=request_id,
         action=Action.AWS_REFUSED,
         actor=None,
-        changes=lambda request: {"failure": failure, "lease_expires_at": None},
+        guard=Q(lease_token=lease_token),
+        changes=lambda request: {**_ATTEMPT_OVER, "failure": failure},
         data={**data, "failure": failure},
         after_commit=notifications.import_finished,
     )

@@ -178,14 +178,20 @@ CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_CONNECTION_TIMEOUT = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
-# The import's timings. The lease must outlast a task's hard time limit.
-PORTAL_IMPORT_LEASE_SECONDS = env_int("PORTAL_IMPORT_LEASE_SECONDS", 300)
+# The import's timings. https://docs.celeryq.dev/en/stable/userguide/configuration.html
+# A worker renews its lease every third of PORTAL_IMPORT_LEASE_SECONDS while it works; when it
+# dies, the next sweep after the lease ran out hands the import to another worker.
+PORTAL_IMPORT_LEASE_SECONDS = env_int("PORTAL_IMPORT_LEASE_SECONDS", 30)
+PORTAL_RETRY_BUDGET_SECONDS = env_int("PORTAL_RETRY_BUDGET_SECONDS", 6 * 3600)
+PORTAL_RETRY_MAX_SECONDS = env_int("PORTAL_RETRY_MAX_SECONDS", 60)
 PORTAL_LIMIT_RETRY_SECONDS = env_int("PORTAL_LIMIT_RETRY_SECONDS", 900)
-PORTAL_MAX_IMPORT_CALLS = env_int("PORTAL_MAX_IMPORT_CALLS", 8)
+PORTAL_BYOL_CACHE_SECONDS = env_int("PORTAL_BYOL_CACHE_SECONDS", 3600)
 PORTAL_STALLED_AFTER_HOURS = env_int("PORTAL_STALLED_AFTER_HOURS", 8)
-PORTAL_UNCLAIMED_AFTER_SECONDS = env_int("PORTAL_UNCLAIMED_AFTER_SECONDS", 120)
+PORTAL_UNCLAIMED_AFTER_SECONDS = env_int("PORTAL_UNCLAIMED_AFTER_SECONDS", 15)
+PORTAL_RESEND_AFTER_SECONDS = env_int("PORTAL_RESEND_AFTER_SECONDS", 300)
 PORTAL_POLL_SECONDS = env_int("PORTAL_POLL_SECONDS", 60)
-PORTAL_SWEEP_SECONDS = env_int("PORTAL_SWEEP_SECONDS", 60)
+PORTAL_POLL_PASS_SECONDS = env_int("PORTAL_POLL_PASS_SECONDS", min(60, CELERY_TASK_SOFT_TIME_LIMIT // 2))
+PORTAL_SWEEP_SECONDS = env_int("PORTAL_SWEEP_SECONDS", 15)
 PORTAL_AMI_CACHE_SECONDS = env_int("PORTAL_AMI_CACHE_SECONDS", 300)
 # AWS documents 2 WorkSpaces API calls per second with bursts of 5, per account; the portal's
 # own calls stay within it across all processes. https://docs.aws.amazon.com/workspaces/latest/api/welcome.html
@@ -193,12 +199,11 @@ PORTAL_WORKSPACES_CALLS_PER_SECOND = env_int("PORTAL_WORKSPACES_CALLS_PER_SECOND
 PORTAL_WORKSPACES_BURST = env_int("PORTAL_WORKSPACES_BURST", 5)
 
 # Redis and other virtual-ack transports redeliver a message not acknowledged within the
-# visibility timeout. It must outlast a task plus its longest scheduled retry (a countdown
-# task waits unacknowledged in the worker), or the retry would run twice.
-# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": PORTAL_LIMIT_RETRY_SECONDS + CELERY_TASK_TIME_LIMIT + 3600,
-}
+# visibility timeout. A scheduled retry waits unacknowledged in the worker, for as long as its
+# turn at AWS's rate is away; a redelivered duplicate is harmless (it finds nothing to resume)
+# but wasteful, and recovery never waits for redelivery (the sweeper resends lost work), so
+# the timeout is long. https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
@@ -211,10 +216,21 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 
-# One beat process only (make run and docker-compose start exactly one): it sends these.
+# Beat sends these. A message that waited longer than its interval (workers were down) is
+# dropped rather than run in a pile; a second beat process is harmless, as each job takes a
+# lock (imports.locks) and runs at most once per half interval.
+# https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html#available-fields
 CELERY_BEAT_SCHEDULE = {
-    "poll-importing-images": {"task": "imports.tasks.poll_importing_images", "schedule": PORTAL_POLL_SECONDS},
-    "sweep-lost-work": {"task": "imports.tasks.sweep_lost_work", "schedule": PORTAL_SWEEP_SECONDS},
+    "poll-importing-images": {
+        "task": "imports.tasks.poll_importing_images",
+        "schedule": PORTAL_POLL_SECONDS,
+        "options": {"expires": PORTAL_POLL_SECONDS},
+    },
+    "sweep-lost-work": {
+        "task": "imports.tasks.sweep_lost_work",
+        "schedule": PORTAL_SWEEP_SECONDS,
+        "options": {"expires": PORTAL_SWEEP_SECONDS},
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -29,7 +29,7 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...
     """Celery tasks the code queued, recorded instead of sent (test_celery_e2e puts the real
     publisher back for its worker)."""
     sent: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(dispatch, "publish", lambda name, args: sent.append((name, tuple(args))))
+    monkeypatch.setattr(dispatch, "publish", lambda name, args, request_id=None: sent.append((name, tuple(args))))
     return sent
 
 

@@ -361,7 +361,7 @@ def test_import_sends_the_request_parameters_with_user_tags_then_the_three_porta
         "Applications": ["Microsoft_Office_2019"],
     }
 
-    with stubbed(target, "workspaces", identity=IDENTITY, attempts=1) as stubber:
+    with stubbed(target, "workspaces", identity=IDENTITY, attempts=1, paced=False) as stubber:
         stubber.add_response(
             "import_workspace_image",
             {"ImageId": "wsi-123456789", "ResponseMetadata": {"RequestId": "req-9"}},
@@ -394,7 +394,7 @@ def test_import_of_a_request_without_tags_sends_only_the_portal_tags() -> None:
     del parameters["Tags"], parameters["Applications"]
     expected = {**parameters, "Tags": EXPECTED_PORTAL_TAGS}
 
-    with stubbed(target, "workspaces", identity=IDENTITY, attempts=1) as stubber:
+    with stubbed(target, "workspaces", identity=IDENTITY, attempts=1, paced=False) as stubber:
         stubber.add_response(
             "import_workspace_image", {"ImageId": "wsi-123456789", "ResponseMetadata": {"RequestId": "req-9"}}, expected
         )
@@ -407,7 +407,7 @@ def test_import_of_a_request_without_tags_sends_only_the_portal_tags() -> None:
 def test_throttled_import_raises_throttled_after_one_call_without_trying_again() -> None:
     target = make_target()
 
-    with stubbed(target, "workspaces", identity=IDENTITY, attempts=1) as stubber:
+    with stubbed(target, "workspaces", identity=IDENTITY, attempts=1, paced=False) as stubber:
         stubber.add_client_error("import_workspace_image", "ThrottlingException", "Rate exceeded", 400)
         with pytest.raises(aws.Throttled):
             aws.import_image(target, parameters=import_parameters(), identity=IDENTITY)
@@ -668,11 +668,19 @@ def sandbox_target(sandbox: SandboxHandle) -> SimpleNamespace:
 
 
 class RecordingLimiter:
-    def __init__(self) -> None:
+    def __init__(self, *, still_to_wait: float = 0.0) -> None:
         self.keys: list[str] = []
+        self.reserved: list[str] = []
+        self.still_to_wait = still_to_wait
 
-    def acquire(self, key: str) -> None:
+    def acquire(self, key: str, *, max_wait: float) -> float:
+        assert max_wait == aws.RATE_WAIT_SECONDS
         self.keys.append(key)
+        return self.still_to_wait
+
+    def reserve(self, key: str) -> float:
+        self.reserved.append(key)
+        return 0.0
 
 
 def test_import_is_not_retried_by_botocore_when_aws_throttles_it(
@@ -801,3 +809,33 @@ def test_different_identities_assume_the_role_separately(sandbox: SandboxHandle,
         f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Importer/IMP-000001",
     ]
     assert control(sandbox, "GET", "calls") == {"AssumeRole": 2, "GetCallerIdentity": 3}
+
+
+def test_the_import_call_takes_no_turn_itself_its_caller_reserved_one(
+    sandbox: SandboxHandle, sandbox_target: SimpleNamespace
+) -> None:
+    limiter = RecordingLimiter()
+    aws.use_rate_limiter(limiter)
+
+    wait = aws.reserve_turn(sandbox_target)
+    result = aws.import_image(
+        sandbox_target, parameters=import_parameters(ImageName=f"reserved-{uuid.uuid4().hex[:8]}"), identity=IDENTITY
+    )
+
+    assert (wait, result.image_id[:4]) == (0.0, "wsi-")
+    assert (limiter.reserved, limiter.keys) == ([ACCOUNT_ID], [])
+    assert control(sandbox, "GET", "calls") == {"ImportWorkspaceImage": 1}
+
+
+def test_a_call_with_no_free_turn_in_time_is_not_sent_and_can_be_tried_again(
+    sandbox: SandboxHandle, sandbox_target: SimpleNamespace
+) -> None:
+    aws.use_rate_limiter(RecordingLimiter(still_to_wait=42.0))
+
+    with pytest.raises(aws.RateBusy) as busy:
+        aws.describe_images(sandbox_target, ["wsi-000000000"])
+
+    assert busy.value.retryable
+    assert busy.value.message == aws.MSG_RATE_BUSY
+    assert "42 s away" in busy.value.aws_message
+    assert control(sandbox, "GET", "calls") == {}

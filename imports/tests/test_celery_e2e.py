@@ -1,6 +1,8 @@
-"""The import end to end with a real Celery worker process, celery beat and Redis (no eager
-mode), against the local AWS sandbox: approve -> worker -> sandbox -> `available`; a worker
-killed while its import call is in flight; a broker that is down when a manager approves.
+"""The import end to end with real Celery worker processes, celery beat and Redis (no eager
+mode), against the local AWS sandbox: approve -> worker -> sandbox -> `available`, and every
+fault that passes without ending a request: a worker killed while its import call is in flight
+(another takes over), a worker shut down warmly mid-call, a broker that is down or paused when
+a manager approves, AWS unreachable for a while, workers down while beat keeps sweeping.
 
 Needs PostgreSQL (the worker is another process and must see this test's committed rows, which
 SQLite's in-memory test database cannot share) and Redis on 127.0.0.1:6379; skipped with the
@@ -16,10 +18,12 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +35,7 @@ from urllib.parse import quote
 import kombu.pools
 import pytest
 import redis
+from django.contrib.auth import get_user_model
 from django.db import connection
 
 from imports import dispatch, roles, workflow
@@ -61,8 +66,12 @@ SOFT_TIME_LIMIT = 6
 HARD_TIME_LIMIT = 7
 WORKER_READY_SECONDS = 30
 DONE_WITHIN_SECONDS = 60
-# The acceptance criterion: a manager's approval returns within 3 seconds with the broker down.
-APPROVAL_BOUND_SECONDS = 3.0
+# Generous bounds, so that these tests fail on a click that waits for the broker, never on a slow
+# machine; bench/recovery.py measures the real times with the default settings.
+PAUSED_APPROVAL_BOUND_SECONDS = 10.0
+OUTAGE_REQUESTS = 3
+OUTAGE_SECONDS = 6.0
+WORKERS_DOWN_SECONDS = 5.0
 QUEUE = "celery"  # Celery's default queue: a Redis list of that name
 
 
@@ -159,6 +168,7 @@ class Workers:
             "PORTAL_POLL_SECONDS": "1",
             "PORTAL_SWEEP_SECONDS": "1",
             "PORTAL_UNCLAIMED_AFTER_SECONDS": "1",
+            "PORTAL_RETRY_MAX_SECONDS": "5",
             "CELERY_TASK_SOFT_TIME_LIMIT": str(SOFT_TIME_LIMIT),
             "CELERY_TASK_TIME_LIMIT": str(HARD_TIME_LIMIT),
             "PYTHONUNBUFFERED": "1",
@@ -204,6 +214,13 @@ class Workers:
                 break
             time.sleep(0.1)
         pytest.fail(f"the worker did not report ready.:\n{self.logs()}")
+
+    def worker_that_received(self, task_prefix: str) -> subprocess.Popen[bytes]:
+        """The worker process whose log says it received a task whose id starts so."""
+        for name, process, log in self.processes:
+            if name == "worker" and f"Task {task_prefix}" in log.read_text(errors="replace"):
+                return process
+        pytest.fail(f"no worker received {task_prefix}:\n{self.logs()}")
 
     def start_beat(self) -> subprocess.Popen[bytes]:
         return self._spawn("beat", "beat", "--loglevel", "INFO", "--schedule", str(self.workdir / "beat-schedule"))
@@ -326,22 +343,92 @@ class Scenario:
     approver: Any
 
 
-@pytest.fixture
-def checked_request(celery: Workers, sandbox: SandboxHandle) -> Scenario:
+def make_checked_request(sandbox: SandboxHandle, name: str) -> Scenario:
     """A submitted request for the sandbox's Windows AMI whose pre-flight checks passed. Its
     submission's `run_preflight_checks` is not queued: only the approval's message is."""
-    requester = make_user("rita", groups=(roles.REQUESTERS,))
-    approver = make_user("anna", groups=(roles.APPROVERS,))
-    target = AwsTarget.objects.create(
-        name="Sandbox", account_id=SANDBOX_ACCOUNT_ID, region=DEFAULT_REGION, endpoint_url=sandbox.url
+    requester = get_user_model().objects.filter(username="rita").first() or make_user(
+        "rita", groups=(roles.REQUESTERS,)
+    )
+    approver = get_user_model().objects.filter(username="anna").first() or make_user("anna", groups=(roles.APPROVERS,))
+    target, _ = AwsTarget.objects.get_or_create(
+        name="Sandbox",
+        defaults={"account_id": SANDBOX_ACCOUNT_ID, "region": DEFAULT_REGION, "endpoint_url": sandbox.url},
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dispatch, "publish", lambda name, args: None)
+        patch.setattr(dispatch, "publish", lambda name, args, request_id=None: None)
         request = workflow.submit_request(
             requester=requester,
-            fields=request_fields(target, ec2_image_id=WINDOWS_AMI, image_name=f"e2e-{uuid.uuid4().hex[:12]}"),
+            fields=request_fields(target, ec2_image_id=WINDOWS_AMI, image_name=f"e2e-{name}-{uuid.uuid4().hex[:8]}"),
         )
     return Scenario(request=pass_preflight(request), approver=approver)
+
+
+@pytest.fixture
+def checked_request(celery: Workers, sandbox: SandboxHandle) -> Scenario:
+    return make_checked_request(sandbox, "one")
+
+
+@dataclass
+class PausableRedis:
+    """A Redis server of this test's own, which it can pause (SIGSTOP: connections stay open and
+    nothing answers, as a stuck or overloaded broker) and resume."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def paused_redis(tmp_path: Path) -> Iterator[PausableRedis]:
+    server = shutil.which("redis-server")
+    if server is None:
+        unavailable("needs redis-server on PATH to run a broker it can pause")
+    port = unused_port()
+    process = subprocess.Popen(  # noqa: S603 -- Debian's redis-server with our arguments
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    handle = PausableRedis(process=process, port=port)
+    try:
+        deadline = time.monotonic() + 10
+        while not _answers_ping(port):
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail("the test's own redis-server did not start")
+            time.sleep(0.05)
+        yield handle
+    finally:
+        handle.resume()
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1).ping())
+    except redis.ConnectionError:
+        return False
 
 
 def approve(scenario: Scenario) -> ImportRequest:
@@ -399,7 +486,10 @@ def test_an_approved_request_is_imported_by_a_real_worker_until_available(
     approved = approve(checked_request)
 
     assert approved.state == State.APPROVED
+    assert dispatch.flush(10)
     assert queued_tasks(celery.broker_url) == [("imports.tasks.import_request", [approved.pk])]
+    approved.refresh_from_db()
+    assert approved.dispatched_at is not None  # the broker took the message
 
     celery.start()
     wait_until_settled(approved, celery)
@@ -413,7 +503,6 @@ def test_an_approved_request_is_imported_by_a_real_worker_until_available(
         "preflight",
         "approve",
         "claim",
-        "preflight",
         "import_call",
         "aws_accepted",
         "image_available",
@@ -427,15 +516,16 @@ def test_an_approved_request_is_imported_by_a_real_worker_until_available(
     assert (image["ImageId"], image["State"], image["Ec2ImageId"]) == (approved.aws_image_id, "AVAILABLE", WINDOWS_AMI)
 
 
-def test_a_worker_killed_during_the_import_call_is_replaced_and_aws_is_called_exactly_once(
+def test_a_worker_killed_during_the_import_call_is_taken_over_by_another_and_aws_is_called_once(
     celery: Workers, checked_request: Scenario, sandbox: SandboxHandle
 ) -> None:
-    # The sweeper's re-queueing of `approved` requests is off: only the expired lease can bring
-    # the import back.
+    # The sweeper's re-sending of `approved` requests is off: only the lapsed lease can bring the
+    # import back, to the worker that is still running.
     celery.timings["PORTAL_UNCLAIMED_AFTER_SECONDS"] = "300"
     control(sandbox, "faults", {"latency_ms": CALL_LATENCY_MS, "operations": ["ImportWorkspaceImage"]})
-    celery.start()
-    first_worker = celery.processes[0][1]
+    celery.start_worker()
+    celery.start_worker()
+    celery.start_beat()
     request = approve(checked_request)
 
     # record_import_call commits before the call; the sandbox counts the call as it arrives and
@@ -444,12 +534,12 @@ def test_a_worker_killed_during_the_import_call_is_replaced_and_aws_is_called_ex
         return request.events.filter(action="import_call").exists() and import_calls(sandbox) == 1
 
     wait_until("the import call in flight", call_in_flight, celery)
-    Workers.kill(first_worker)
+    holder = celery.worker_that_received("imports.tasks.import_request[")
+    Workers.kill(holder)
 
     request.refresh_from_db()
     assert request.state == State.SUBMITTING, "the worker died before it could record AWS's answer"
-    assert request.import_calls == 1
-    celery.start_worker()
+    assert (request.import_calls, request.import_call_pending) == (1, True)
     wait_until_settled(request, celery)
 
     assert request.state == State.AVAILABLE, (request.failure, actions(request))
@@ -459,15 +549,18 @@ def test_a_worker_killed_during_the_import_call_is_replaced_and_aws_is_called_ex
         "preflight",
         "approve",
         "claim",
-        "preflight",
         "import_call",
         "reclaim",
         "aws_accepted",
         "image_available",
     ]
-    assert request.events.get(action="reclaim").data == {"reason": "lease expired", "import_calls_so_far": 1}
+    assert request.events.get(action="reclaim").data == {
+        "reason": "lease expired",
+        "import_calls_so_far": 1,
+        "outcome_unknown": True,
+    }
     # The killed call still reached AWS (the sandbox made the image once its latency was over):
-    # the new worker found it by name and adopted it instead of calling again.
+    # the other worker found it by name and adopted it instead of calling again.
     accepted = request.events.get(action="aws_accepted").data
     assert accepted["adopted"] is True
     assert accepted["aws_image_id"] == request.aws_image_id
@@ -476,20 +569,32 @@ def test_a_worker_killed_during_the_import_call_is_replaced_and_aws_is_called_ex
     assert (image["ImageId"], image["State"]) == (request.aws_image_id, "AVAILABLE")
 
 
-def test_an_approval_with_the_broker_down_returns_quickly_and_the_sweeper_imports_it_later(
+def test_a_worker_shut_down_warmly_during_a_slow_aws_call_finishes_the_import_first(
+    celery: Workers, checked_request: Scenario, sandbox: SandboxHandle
+) -> None:
+    control(sandbox, "faults", {"latency_ms": CALL_LATENCY_MS, "operations": ["ImportWorkspaceImage"]})
+    worker = celery.start_worker()
+    request = approve(checked_request)
+    wait_until("the import call in flight", lambda: import_calls(sandbox) == 1, celery)
+
+    worker.send_signal(signal.SIGTERM)  # what `docker compose stop` sends first
+
+    assert worker.wait(timeout=HARD_TIME_LIMIT + 10) == 0, celery.logs()
+    request.refresh_from_db()
+    assert (request.state, request.import_calls) == (State.IMPORTING, 1), actions(request)
+    assert request.lease_token == ""
+    assert import_calls(sandbox) == 1
+
+
+def test_an_approval_with_the_broker_down_returns_at_once_and_the_sweeper_imports_it_later(
     celery: Workers, checked_request: Scenario, sandbox: SandboxHandle, caplog: pytest.LogCaptureFixture
 ) -> None:
     dead_broker = f"redis://127.0.0.1:{unused_port()}/0"
     celery.set_publisher_broker(dead_broker)
 
-    started = time.monotonic()
     request = approve(checked_request)
-    took = time.monotonic() - started
 
     assert request.state == State.APPROVED
-    # A timed assertion because the acceptance criterion is one. kombu gives up connecting after
-    # CELERY_BROKER_CONNECTION_TIMEOUT (2 s): about 2.1 s here, so the bound leaves ~0.9 s slack.
-    assert took < APPROVAL_BOUND_SECONDS, f"the approval took {took:.1f} s with the broker down"
     request.refresh_from_db()
     assert request.state == State.APPROVED
     approval = request.events.get(action="approve")
@@ -498,17 +603,110 @@ def test_an_approval_with_the_broker_down_returns_quickly_and_the_sweeper_import
         "submitted",
         "approved",
     )
+    assert dispatch.flush(10)  # the outbox tried, and gave up on the dead broker
     assert any(
         r.name == "imports.dispatch" and "could not queue import_request" in r.getMessage() for r in caplog.records
     )
+    request.refresh_from_db()
+    assert request.dispatched_at is None  # nothing says it is on its way: the sweeper will send it
     assert queued_tasks(celery.broker_url) == []
 
-    # The broker is back: the sweeper (PORTAL_UNCLAIMED_AFTER_SECONDS=1) re-queues the approval.
+    # The broker is back: the sweeper sends the approval's import.
     celery.set_publisher_broker(celery.broker_url)
     celery.start()
     wait_until_settled(request, celery)
 
     assert request.state == State.AVAILABLE, (request.failure, actions(request))
     assert request.import_calls == 1
-    assert actions(request)[2:] == ["approve", "claim", "preflight", "import_call", "aws_accepted", "image_available"]
+    assert actions(request)[2:] == ["approve", "claim", "import_call", "aws_accepted", "image_available"]
     assert import_calls(sandbox) == 1
+
+
+def test_an_approval_while_the_broker_is_paused_answers_and_the_import_starts_when_it_resumes(
+    celery: Workers, checked_request: Scenario, sandbox: SandboxHandle, paused_redis: "PausableRedis"
+) -> None:
+    celery.broker_url = paused_redis.url
+    celery.set_publisher_broker(paused_redis.url)
+    celery.start()
+    dispatch.publish("sweep_lost_work", ())  # a first message, so the publisher's connection is open
+    assert dispatch.flush(10)
+    paused_redis.pause()
+
+    approving = threading.Thread(target=approve, args=(checked_request,), daemon=True)
+    approving.start()
+    approving.join(timeout=PAUSED_APPROVAL_BOUND_SECONDS)
+
+    assert not approving.is_alive(), "the approval waited for the paused broker"
+    request = checked_request.request
+    request.refresh_from_db()
+    assert request.state == State.APPROVED
+    assert import_calls(sandbox) == 0
+
+    paused_redis.resume()
+    wait_until_settled(request, celery)
+
+    assert request.state == State.AVAILABLE, (request.failure, actions(request))
+    assert import_calls(sandbox) == 1
+
+
+def test_every_request_waiting_through_an_aws_outage_is_imported_once_aws_is_back(
+    celery: Workers, sandbox: SandboxHandle
+) -> None:
+    celery.timings["PORTAL_RETRY_MAX_SECONDS"] = "2"
+    scenarios = [make_checked_request(sandbox, f"outage-{n}") for n in range(OUTAGE_REQUESTS)]
+    control(sandbox, "faults", {"down": True})
+    celery.start()
+    for scenario in scenarios:
+        approve(scenario)
+    requests = [scenario.request for scenario in scenarios]
+
+    def all_waiting_for_aws() -> bool:
+        waiting = ImportRequest.objects.filter(pk__in=[r.pk for r in requests], waiting__reason="transient")
+        return waiting.count() == len(requests)
+
+    wait_until("every request waiting for AWS", all_waiting_for_aws, celery)
+    time.sleep(OUTAGE_SECONDS)
+    for request in requests:
+        request.refresh_from_db()
+        assert request.state == State.SUBMITTING, (request.failure, actions(request))
+        assert request.waiting["message"].startswith("The portal could not reach AWS")
+    assert import_calls(sandbox) == 0  # AWS was never reached: the connections were dropped
+
+    control(sandbox, "faults", {"down": False})
+    for request in requests:
+        wait_until_settled(request, celery)
+
+    for request in requests:
+        assert request.state == State.AVAILABLE, (request.failure, actions(request))
+        assert request.import_calls == 1
+        assert actions(request).count("import_retry") >= 1
+    assert import_calls(sandbox) == len(requests)
+    for request in requests:
+        [image] = sandbox_images(sandbox, request.image_name)
+        assert image["ImageId"] == request.aws_image_id
+
+
+def test_while_workers_are_down_the_sweeper_queues_nothing_twice(celery: Workers, sandbox: SandboxHandle) -> None:
+    scenarios = [make_checked_request(sandbox, f"down-{n}") for n in range(2)]
+    celery.start_beat()  # beat keeps sending sweeps; nobody runs them
+    for scenario in scenarios:
+        approve(scenario)
+    assert dispatch.flush(10)
+    time.sleep(WORKERS_DOWN_SECONDS)
+
+    celery.start_worker()
+    for scenario in scenarios:
+        wait_until_settled(scenario.request, celery)
+    time.sleep(3)  # a few sweeps with the requests imported
+
+    log = celery.logs()
+    for scenario in scenarios:
+        request = scenario.request
+        assert request.state == State.AVAILABLE, (request.failure, actions(request))
+        assert actions(request).count("claim") == 1
+    received = [
+        line for line in log.splitlines() if "Task imports.tasks.import_request[" in line and "received" in line
+    ]
+    # One message per approval, and not one more from the sweeps that ran once the worker was back.
+    assert len(received) == len(scenarios), received
+    assert import_calls(sandbox) == len(scenarios)

@@ -10,7 +10,8 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from imports import aws, execution, selectors, workflow
-from imports.models import AwsTarget, ImportRequest
+from imports.locks import job_lock
+from imports.models import AccountRateLimit, AwsTarget, ImportRequest
 from imports.ratelimit import DatabaseTokenBucket
 from imports.sandbox import SandboxHandle, control_sandbox, start_sandbox
 
@@ -70,6 +71,29 @@ def approved(make_request: Any, approver: Any) -> Any:
     return make
 
 
+def resume(request_id: int, wait: execution.TryAgain) -> None:
+    """Run the retry that `wait` scheduled, as the Celery task would."""
+    execution.import_request(request_id, lease_token=wait.lease_token, due_at=wait.due_at)
+
+
+def run_until_settled(request_ids: list[int]) -> tuple[int, list[float]]:
+    """Run each import and every retry it schedules, at once; the retries and their delays."""
+    retries, delays = 0, []
+    pending: list[tuple[int, execution.TryAgain | None]] = [(pk, None) for pk in request_ids]
+    while pending:
+        pk, wait = pending.pop(0)
+        try:
+            if wait is None:
+                execution.import_request(pk)
+            else:
+                resume(pk, wait)
+        except execution.TryAgain as again:
+            retries += 1
+            delays.append(again.seconds)
+            pending.append((pk, again))
+    return retries, delays
+
+
 def actions(request: ImportRequest) -> list[str]:
     return list(request.events.order_by("seq").values_list("action", flat=True))
 
@@ -86,8 +110,15 @@ def test_an_approved_request_is_imported_and_tracked_until_available(approved: A
     request.refresh_from_db()
     assert request.state == State.IMPORTING
     assert request.aws_image_id.startswith("wsi-")
-    assert actions(request)[-4:] == ["claim", "preflight", "import_call", "aws_accepted"]
-    sent = request.events.get(action="import_call").data["parameters"]
+    assert (request.lease_token, request.lease_expires_at, request.import_call_pending) == ("", None, False)
+    assert actions(request)[-3:] == ["claim", "import_call", "aws_accepted"]
+    call = request.events.get(action="import_call").data
+    assert [(c["key"], c["outcome"]) for c in call["checks"]] == [
+        ("credentials", "pass"),
+        ("byol", "pass"),
+        ("ami", "pass"),
+    ]
+    sent = call["parameters"]
     assert sent["Tags"] == [
         {"Key": "Team", "Value": "Finance"},
         {"Key": "byol-portal:request", "Value": request.reference},
@@ -159,9 +190,11 @@ def test_an_earlier_attempt_that_reached_aws_is_adopted_not_repeated(
     approved: Any, target: AwsTarget, sandbox: SandboxHandle
 ) -> None:
     request = approved()
-    workflow.claim_for_import(request_id=request.pk, lease_seconds=0)
-    parameters = execution._approved_parameters(ImportRequest.objects.get(pk=request.pk))
-    workflow.record_import_call(request_id=request.pk, parameters=parameters)
+    claimed = workflow.claim_for_import(request_id=request.pk, lease_seconds=0)
+    parameters = execution._approved_parameters(claimed)
+    workflow.record_import_call(
+        request_id=request.pk, lease_token=claimed.lease_token, parameters=parameters, checks=[]
+    )
     first = aws.import_image(target, parameters=parameters, identity=request.reference)
     control(sandbox, "reset", {})
 
@@ -169,6 +202,7 @@ def test_an_earlier_attempt_that_reached_aws_is_adopted_not_repeated(
 
     request.refresh_from_db()
     assert (request.state, request.aws_image_id) == (State.IMPORTING, first.image_id)
+    assert request.events.get(action="reclaim").data["outcome_unknown"] is True
     accepted = request.events.get(action="aws_accepted")
     assert accepted.data["adopted"] is True
     assert "ImportWorkspaceImage" not in control(sandbox, "calls")
@@ -191,20 +225,10 @@ def test_throttling_is_retried_and_every_request_is_imported_exactly_once(
     requests = [approved() for _ in range(4)]
     control(sandbox, "faults", {"throttle_rate": 0.5, "operations": ["ImportWorkspaceImage"]})
 
-    retries = 0
-    delays: list[float] = []
-    pending: list[tuple[int, Any]] = [(r.pk, None) for r in requests]
-    while pending:
-        pk, lease = pending.pop(0)
-        try:
-            execution.import_request(pk, held_lease=lease)
-        except execution.TryAgain as wait:
-            retries += 1
-            delays.append(wait.seconds)
-            pending.append((pk, wait.lease))
+    retries, delays = run_until_settled([r.pk for r in requests])
 
     assert retries >= 1
-    assert all(0 < delay <= 300 for delay in delays)
+    assert all(0 < delay <= 60 for delay in delays)
     for request in requests:
         request.refresh_from_db()
         assert request.state == State.IMPORTING
@@ -212,6 +236,8 @@ def test_throttling_is_retried_and_every_request_is_imported_exactly_once(
     names = [image["Name"] for image in control(sandbox, "images")["Images"]]
     for request in requests:
         assert names.count(request.image_name) == 1
+    # A throttled call made nothing, so nothing was looked up before trying again.
+    assert "DescribeWorkspaceImages" not in control(sandbox, "calls")
 
 
 def test_a_full_account_waits_and_tries_again_later(
@@ -243,19 +269,29 @@ def test_a_full_account_waits_and_tries_again_later(
     assert request.lease_expires_at > timezone.now() + timezone.timedelta(seconds=850)
 
 
-def test_the_portal_gives_up_after_too_many_attempts(approved: Any, sandbox: SandboxHandle, settings: Any) -> None:
-    settings.PORTAL_MAX_IMPORT_CALLS = 2
+def test_the_portal_gives_up_only_once_the_retry_budget_is_spent(
+    approved: Any, sandbox: SandboxHandle, settings: Any
+) -> None:
+    settings.PORTAL_RETRY_BUDGET_SECONDS = 3600
     request = approved()
     control(sandbox, "faults", {"throttle_rate": 1.0, "operations": ["ImportWorkspaceImage"]})
-
-    with pytest.raises(execution.TryAgain) as wait:
+    with pytest.raises(execution.TryAgain) as first:
         execution.import_request(request.pk)
-    execution.import_request(request.pk, held_lease=wait.value.lease)
+    with pytest.raises(execution.TryAgain) as second:
+        resume(request.pk, first.value)
+    request.refresh_from_db()
+    assert request.state == State.SUBMITTING
+    assert request.waiting["attempts"] == 2
+    # An hour of throttling later:
+    an_hour_ago = (timezone.now() - timezone.timedelta(hours=1)).isoformat()
+    ImportRequest.objects.filter(pk=request.pk).update(waiting={**request.waiting, "since": an_hour_ago})
+
+    resume(request.pk, second.value)
 
     request.refresh_from_db()
     assert request.state == State.FAILED
-    assert "stopped trying" in request.failure["message"]
-    assert actions(request).count("import_call") == 2
+    assert request.failure["message"].startswith("AWS kept failing for 1 hours, so the portal stopped trying")
+    assert actions(request).count("import_call") == 3
 
 
 def test_a_long_pending_import_is_flagged_as_stalled_once(approved: Any, settings: Any, mailoutbox: Any) -> None:
@@ -388,3 +424,237 @@ def test_a_target_aws_cannot_be_asked_about_offers_no_amis(db: None) -> None:
     cache.clear()
 
     assert list(OFFERED_AMIS().values()) == [[]]
+
+
+# --- the engine: AWS's floor, transient faults, leases ------------------------------------------
+
+
+def fill_account(target: AwsTarget, count: int) -> None:
+    for n in range(count):
+        aws.import_image(
+            target,
+            parameters={
+                "Ec2ImageId": WINDOWS_AMI,
+                "IngestionProcess": "BYOL_REGULAR_WSP",
+                "ImageName": f"existing-{time.time_ns()}-{n}",
+                "ImageDescription": "already in the account",
+            },
+            identity="someone",
+        )
+
+
+def test_an_import_spends_one_workspaces_call_however_many_images_the_account_holds(
+    approved: Any, target: AwsTarget, sandbox: SandboxHandle
+) -> None:
+    fill_account(target, 60)
+    requests = [approved() for _ in range(3)]
+    control(sandbox, "reset", {})
+
+    for request in requests:
+        execution.import_request(request.pk)
+
+    calls = control(sandbox, "calls?by=service")
+    # BYOL is asked once and then cached; the name clash is the import call's own to report.
+    assert calls["workspaces"] == {"DescribeAccount": 1, "ImportWorkspaceImage": 3}
+    assert calls["sts"] == {"GetCallerIdentity": 3}
+    assert calls["ec2"] == {"DescribeImages": 3}
+    for request in requests:
+        request.refresh_from_db()
+        assert request.state == State.IMPORTING
+
+
+def test_aws_unreachable_during_the_checks_makes_the_import_wait_and_then_go_through(
+    approved: Any, sandbox: SandboxHandle
+) -> None:
+    request = approved()
+    control(sandbox, "faults", {"down": True, "operations": ["DescribeImages"]})
+
+    with pytest.raises(execution.TryAgain) as wait:
+        execution.import_request(request.pk)
+
+    assert 2.5 <= wait.value.seconds <= 5
+    request.refresh_from_db()
+    assert request.state == State.SUBMITTING
+    assert (request.waiting["reason"], request.waiting["attempts"]) == ("transient", 1)
+    assert "could not reach AWS" in request.waiting["message"]
+    assert request.next_attempt_at == wait.value.due_at
+    assert request.lease_expires_at > wait.value.due_at
+    retry = request.events.get(action="import_retry")
+    assert (retry.data["error"]["kind"], retry.data["outcome_unknown"]) == ("ChecksInterrupted", False)
+    assert "ImportWorkspaceImage" not in control(sandbox, "calls")
+
+    control(sandbox, "reset", {})
+    resume(request.pk, wait.value)
+
+    request.refresh_from_db()
+    assert (request.state, request.waiting, request.next_attempt_at) == (State.IMPORTING, {}, None)
+    assert control(sandbox, "calls")["ImportWorkspaceImage"] == 1
+
+
+def test_a_5xx_answer_to_the_import_call_is_looked_up_by_name_before_the_next_call(
+    approved: Any, sandbox: SandboxHandle
+) -> None:
+    request = approved()
+    control(sandbox, "faults", {"server_error_rate": 1.0, "operations": ["ImportWorkspaceImage"]})
+
+    with pytest.raises(execution.TryAgain) as wait:
+        execution.import_request(request.pk)
+
+    request.refresh_from_db()
+    assert (request.state, request.import_call_pending) == (State.SUBMITTING, True)
+    assert request.events.get(action="import_retry").data["outcome_unknown"] is True
+
+    control(sandbox, "reset", {})
+    resume(request.pk, wait.value)
+
+    request.refresh_from_db()
+    assert (request.state, request.import_calls, request.import_call_pending) == (State.IMPORTING, 2, False)
+    calls = control(sandbox, "calls")
+    assert calls["DescribeWorkspaceImages"] >= 1  # looked for the image by name first
+    assert calls["ImportWorkspaceImage"] == 1
+
+
+def test_an_import_whose_turn_is_far_off_waits_for_it_without_holding_a_worker(
+    approved: Any, sandbox: SandboxHandle
+) -> None:
+    first, second = approved(), approved()
+    execution.import_request(first.pk)  # BYOL is now known, and cached
+    limiter = DatabaseTokenBucket(rate=0.1, burst=1)
+    aws.use_rate_limiter(limiter)
+    limiter.reserve(first.target.account_id)  # another import took the one free turn
+
+    with pytest.raises(execution.TryAgain) as wait:
+        execution.import_request(second.pk)
+
+    assert 9 <= wait.value.seconds <= 10
+    second.refresh_from_db()
+    assert (second.state, second.waiting["reason"]) == (State.SUBMITTING, "rate")
+    assert second.waiting["message"] == execution.MSG_WAITING_FOR_TURN
+    assert second.next_attempt_at == wait.value.due_at
+    assert "import_retry" not in actions(second)  # nothing happened yet that the history must keep
+    assert control(sandbox, "calls")["ImportWorkspaceImage"] == 1
+
+    tokens_before = list(AccountRateLimit.objects.values_list("tokens", "refilled_at"))
+    resume(second.pk, wait.value)
+
+    second.refresh_from_db()
+    assert second.state == State.IMPORTING
+    assert control(sandbox, "calls")["ImportWorkspaceImage"] == 2
+    # The turn was reserved before the wait: the resumed attempt took no other.
+    assert list(AccountRateLimit.objects.values_list("tokens", "refilled_at")) == tokens_before
+
+
+def test_a_duplicate_of_a_scheduled_retry_finds_nothing_to_resume(approved: Any, sandbox: SandboxHandle) -> None:
+    request = approved()
+    control(sandbox, "faults", {"throttle_rate": 1.0, "operations": ["ImportWorkspaceImage"]})
+    with pytest.raises(execution.TryAgain) as wait:
+        execution.import_request(request.pk)
+    control(sandbox, "reset", {})
+
+    resume(request.pk, wait.value)
+    resume(request.pk, wait.value)
+
+    request.refresh_from_db()
+    assert request.state == State.IMPORTING
+    assert control(sandbox, "calls")["ImportWorkspaceImage"] == 1
+
+
+def test_a_worker_whose_import_was_taken_over_can_neither_send_nor_record(
+    approved: Any, sandbox: SandboxHandle
+) -> None:
+    request = approved()
+    paused = workflow.claim_for_import(request_id=request.pk, lease_seconds=0)
+    taken_over = workflow.reclaim_import(request_id=request.pk, lease_seconds=600)
+    assert taken_over.lease_token != paused.lease_token
+
+    with pytest.raises(workflow.Conflict):
+        workflow.record_import_call(request_id=request.pk, lease_token=paused.lease_token, parameters={}, checks=[])
+    with pytest.raises(workflow.Conflict):
+        workflow.record_import_accepted(
+            request_id=request.pk, lease_token=paused.lease_token, aws_image_id="wsi-123456789", data={}
+        )
+    assert not workflow.renew_lease(request_id=request.pk, lease_token=paused.lease_token, lease_seconds=600)
+
+    request.refresh_from_db()
+    assert (request.state, request.import_calls, request.lease_token) == (
+        State.SUBMITTING,
+        0,
+        taken_over.lease_token,
+    )
+    assert "ImportWorkspaceImage" not in control(sandbox, "calls")
+
+
+def test_a_poll_pass_that_runs_out_of_time_leaves_the_rest_to_the_next_pass_which_starts_with_them(
+    approved: Any, sandbox: SandboxHandle
+) -> None:
+    requests = [approved() for _ in range(30)]
+    for request in requests:
+        ImportRequest.objects.filter(pk=request.pk).update(
+            state=State.IMPORTING, aws_image_id=f"wsi-{request.pk:09d}", import_started_at=timezone.now()
+        )
+    target_id = requests[0].target_id
+
+    first = execution.poll_target(target_id, seconds=0)
+    unreached = set(ImportRequest.objects.filter(polled_at__isnull=True).values_list("pk", flat=True))
+    second = execution.poll_target(target_id, seconds=0)
+
+    assert (first.describe_calls, first.requests, first.deferred) == (1, 25, 5)
+    assert len(unreached) == 5
+    assert (second.describe_calls, second.requests, second.deferred) == (1, 25, 5)
+    assert not ImportRequest.objects.filter(pk__in=unreached, polled_at__isnull=True).exists()
+
+
+def test_status_tracking_yields_the_accounts_rate_to_imports_that_wait_for_it(
+    approved: Any, sandbox: SandboxHandle
+) -> None:
+    request = approved()
+    execution.import_request(request.pk)
+    limiter = DatabaseTokenBucket(rate=2, burst=5)
+    aws.use_rate_limiter(limiter)
+    for _ in range(100):  # imports have reserved the next 50 seconds of turns
+        limiter.reserve(request.target.account_id)
+    control(sandbox, "reset", {})
+
+    report = execution.poll_importing_images()
+
+    assert (report.describe_calls, report.errors, report.deferred) == (0, 0, 1)
+    assert "DescribeWorkspaceImages" not in control(sandbox, "calls")
+
+
+def test_the_sweeper_sends_nothing_again_while_its_message_may_be_on_its_way(
+    approved: Any, published: list[Any], settings: Any
+) -> None:
+    settings.PORTAL_UNCLAIMED_AFTER_SECONDS = 0
+    settings.PORTAL_RESEND_AFTER_SECONDS = 300
+    unclaimed = approved()
+    lost = approved()
+    workflow.claim_for_import(request_id=lost.pk, lease_seconds=0)
+    published.clear()
+
+    first = execution.sweep_lost_work()
+    # The broker accepted both messages (dispatch marks them), but no worker took them yet.
+    ImportRequest.objects.filter(pk__in=[unclaimed.pk, lost.pk]).update(dispatched_at=timezone.now())
+    second = execution.sweep_lost_work()
+    ImportRequest.objects.filter(pk__in=[unclaimed.pk, lost.pk]).update(
+        dispatched_at=timezone.now() - timezone.timedelta(seconds=301)
+    )
+    third = execution.sweep_lost_work()
+
+    assert (first.unclaimed, first.lost_claims) == (1, 1)
+    assert (second.unclaimed, second.lost_claims) == (0, 0)
+    assert (third.unclaimed, third.lost_claims) == (1, 1)
+    assert published.count(("import_request", (unclaimed.pk,))) == 2
+    assert published.count(("import_request", (lost.pk,))) == 2
+
+
+def test_a_sweep_is_skipped_while_another_holds_its_lock(approved: Any, published: list[Any], settings: Any) -> None:
+    settings.PORTAL_UNCLAIMED_AFTER_SECONDS = 0
+    approved()
+    published.clear()
+
+    with job_lock("sweep", hold_seconds=60) as mine:
+        assert mine
+        report = execution.sweep_lost_work()
+
+    assert report == execution.SweepReport()
+    assert published == []

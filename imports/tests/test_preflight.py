@@ -226,7 +226,7 @@ def test_throttling_makes_each_check_fail_as_could_not_check_instead_of_raising(
     # botocore's standard retries back off up to 1 + 2 + 4 s per throttled call; one attempt keeps
     # this test fast, and retries are covered in test_aws.py.
     original_config = aws._config
-    monkeypatch.setattr(aws, "_config", lambda *, attempts: original_config(attempts=1))
+    monkeypatch.setattr(aws, "_config", lambda *, attempts, **timeouts: original_config(attempts=1, **timeouts))
     post(sandbox, "/_sandbox/faults", {"throttle_rate": 1.0})
 
     checks = preflight(target)
@@ -234,6 +234,7 @@ def test_throttling_makes_each_check_fail_as_could_not_check_instead_of_raising(
     assert outcomes(checks) == [("credentials", "fail"), ("byol", "fail"), ("ami", "fail"), ("name", "fail")]
     for check in checks:
         assert check.message == f"The portal could not check this: {aws.MSG_THROTTLED}"
+        assert check.retryable
         assert check.aws["kind"] == "Throttled"
         assert check.aws["code"] in aws.THROTTLING_CODES
     assert [check.aws["code"] for check in checks] == [

@@ -44,7 +44,7 @@ def test_sixty_calls_take_at_least_twenty_seven_and_a_half_seconds(
     bucket: DatabaseTokenBucket, clock: FakeClock
 ) -> None:
     for _ in range(60):
-        bucket.acquire("123456789012")
+        assert bucket.acquire("123456789012", max_wait=1) == 0
 
     # 5 from the burst, then 55 at 2 per second.
     assert (clock.now - START).total_seconds() == pytest.approx(27.5)
@@ -56,7 +56,7 @@ def test_in_any_second_after_the_burst_at_most_two_calls_go_through(
 ) -> None:
     times = []
     for _ in range(25):
-        bucket.acquire("123456789012")
+        bucket.acquire("123456789012", max_wait=1)
         times.append(clock.now)
 
     after_burst = times[5:]
@@ -83,3 +83,30 @@ def test_tokens_refill_with_time_but_never_beyond_the_burst(bucket: DatabaseToke
 
     assert waits[:5] == [0, 0, 0, 0, 0]
     assert waits[5] > 0
+
+
+def test_reservations_line_up_one_after_the_other_at_the_rate(bucket: DatabaseTokenBucket) -> None:
+    waits = [bucket.reserve("123456789012") for _ in range(9)]
+
+    assert waits == pytest.approx([0, 0, 0, 0, 0, 0.5, 1.0, 1.5, 2.0])
+
+
+def test_reserved_turns_are_paid_back_by_the_refill(bucket: DatabaseTokenBucket, clock: FakeClock) -> None:
+    for _ in range(9):
+        bucket.reserve("123456789012")
+    clock.now += timedelta(seconds=2)  # the last reservation's turn has come
+
+    assert bucket.reserve("123456789012") == pytest.approx(0.5)
+
+
+def test_a_free_token_is_not_taken_ahead_of_reserved_turns(bucket: DatabaseTokenBucket, clock: FakeClock) -> None:
+    for _ in range(9):
+        bucket.reserve("123456789012")
+
+    wait = bucket.try_take("123456789012")
+
+    assert wait == pytest.approx(2.5)  # the debt of 4 turns paid back, then one token
+    assert bucket.acquire("123456789012", max_wait=1) == pytest.approx(2.5)
+    assert clock.slept == []  # gave up at once instead of sleeping in vain
+    clock.now += timedelta(seconds=2.5)
+    assert bucket.try_take("123456789012") == 0

@@ -28,7 +28,7 @@ for i in range(int(sys.argv[2])):
     request = workflow.submit_request(requester=user, fields=fields)
     workflow.record_preflight(request_id=request.pk, version=1, checks=[])
     workflow.approve_request(request_id=request.pk, actor=boss, expected_version=1)
-    workflow.claim_for_import(request_id=request.pk)
+    workflow.claim_for_import(request_id=request.pk, lease_seconds=300)
 """
 
 

@@ -1,13 +1,16 @@
 """Every URL for every role and method, the pages' flows, and hostile input."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
 
-from imports import workflow
+from imports import aws, execution, workflow
 from imports.forms import MSG_STALE_FORM
 from imports.models import ImportRequest, RequestEvent
 from imports.tests.conftest import form_data
@@ -585,8 +588,53 @@ def test_the_status_endpoint_reports_state_and_history_length_to_who_may_see_it(
     client.force_login(other_requester)
     theirs = client.get(reverse("request_status", args=[rita_request.pk]))
 
-    assert mine.json() == {"state": "submitted", "state_label": "Submitted", "version": 1, "events": 2}
+    assert mine.json() == {
+        "state": "submitted",
+        "state_label": "Submitted",
+        "version": 1,
+        "events": 2,
+        "next_attempt_at": None,
+    }
     assert theirs.status_code == 404
+
+
+def test_an_import_waiting_for_aws_says_why_when_it_tries_next_and_until_when(
+    client: Client, requester: Any, rita_request: ImportRequest, settings: Any
+) -> None:
+    settings.PORTAL_RETRY_BUDGET_SECONDS = 6 * 3600
+    since = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    next_attempt = timezone.now() + timedelta(seconds=90)
+    waiting = {"reason": "transient", "message": aws.MSG_THROTTLED, "since": since.isoformat(), "attempts": 3}
+    ImportRequest.objects.filter(pk=rita_request.pk).update(
+        state=State.SUBMITTING, waiting=waiting, next_attempt_at=next_attempt
+    )
+    client.force_login(requester)
+
+    page = client.get(reverse("request_detail", args=[rita_request.pk])).content.decode()
+    status = client.get(reverse("request_status", args=[rita_request.pk])).json()
+
+    assert "Waiting for AWS" in page
+    assert aws.MSG_THROTTLED in page
+    assert f'Next attempt at <time datetime="{next_attempt.isoformat()}">{next_attempt:%H:%M:%S}</time>' in page
+    assert "Attempt 3. The portal keeps trying until 2026-11-27 15:00" in page
+    assert status["next_attempt_at"] == next_attempt.isoformat()
+    assert f'data-next-attempt="{next_attempt.isoformat()}"' in page
+
+
+def test_an_import_waiting_for_its_turn_says_so_without_a_deadline(
+    client: Client, requester: Any, rita_request: ImportRequest
+) -> None:
+    waiting = {"reason": "rate", "message": execution.MSG_WAITING_FOR_TURN}
+    ImportRequest.objects.filter(pk=rita_request.pk).update(
+        state=State.SUBMITTING, waiting=waiting, next_attempt_at=timezone.now() + timedelta(seconds=30)
+    )
+    client.force_login(requester)
+
+    page = client.get(reverse("request_detail", args=[rita_request.pk])).content.decode()
+
+    assert "Waiting for its turn at AWS" in page
+    assert escape(execution.MSG_WAITING_FOR_TURN) in page
+    assert "keeps trying until" not in page
 
 
 def test_a_failed_import_explains_each_error_code(client: Client, requester: Any, rita_request: ImportRequest) -> None:

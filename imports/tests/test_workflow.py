@@ -324,8 +324,10 @@ def test_only_the_requester_can_cancel(make_request: Any, approver: Any, other_r
 def test_approver_retries_a_failed_import(make_request: Any, approver: Any, other_approver: Any) -> None:
     request = make_request()
     workflow.approve_request(request_id=request.pk, actor=approver, expected_version=1)
-    workflow.claim_for_import(request_id=request.pk)
-    workflow.record_import_refused(request_id=request.pk, failure={"message": "Access denied"}, data={})
+    claimed = workflow.claim_for_import(request_id=request.pk, lease_seconds=300)
+    workflow.record_import_refused(
+        request_id=request.pk, lease_token=claimed.lease_token, failure={"message": "Access denied"}, data={}
+    )
 
     retried = workflow.retry_import(request_id=request.pk, actor=other_approver, comment="Role fixed")
 
@@ -372,9 +374,14 @@ def test_the_worker_path_to_available(
     request = make_request()
     workflow.approve_request(request_id=request.pk, actor=approver, expected_version=1)
 
-    assert workflow.claim_for_import(request_id=request.pk).state == State.SUBMITTING
+    claimed = workflow.claim_for_import(request_id=request.pk, lease_seconds=300)
+    assert claimed.state == State.SUBMITTING
+    assert len(claimed.lease_token) == 32
     accepted = workflow.record_import_accepted(
-        request_id=request.pk, aws_image_id="wsi-abc123def", data={"aws_request_id": "r-1"}
+        request_id=request.pk,
+        lease_token=claimed.lease_token,
+        aws_image_id="wsi-abc123def",
+        data={"aws_request_id": "r-1"},
     )
     assert (accepted.state, accepted.aws_image_id) == (State.IMPORTING, "wsi-abc123def")
     with django_capture_on_commit_callbacks(execute=True):
@@ -394,12 +401,17 @@ def test_the_worker_path_to_available(
 def test_the_worker_records_a_refusal_and_an_image_error(make_request: Any, approver: Any) -> None:
     refused = make_request()
     failed = make_request()
+    tokens = {}
     for request in (refused, failed):
         workflow.approve_request(request_id=request.pk, actor=approver, expected_version=1)
-        workflow.claim_for_import(request_id=request.pk)
-    workflow.record_import_accepted(request_id=failed.pk, aws_image_id="wsi-000000001", data={})
+        tokens[request.pk] = workflow.claim_for_import(request_id=request.pk, lease_seconds=300).lease_token
+    workflow.record_import_accepted(
+        request_id=failed.pk, lease_token=tokens[failed.pk], aws_image_id="wsi-000000001", data={}
+    )
 
-    workflow.record_import_refused(request_id=refused.pk, failure={"message": "AMI not found"}, data={})
+    workflow.record_import_refused(
+        request_id=refused.pk, lease_token=tokens[refused.pk], failure={"message": "AMI not found"}, data={}
+    )
     workflow.record_image_failed(request_id=failed.pk, failure={"message": "OfficeInstalled"}, data={})
 
     refused.refresh_from_db()
@@ -413,10 +425,10 @@ def test_the_worker_records_a_refusal_and_an_image_error(make_request: Any, appr
 def test_a_request_is_claimed_only_once(make_request: Any, approver: Any) -> None:
     request = make_request()
     workflow.approve_request(request_id=request.pk, actor=approver, expected_version=1)
-    workflow.claim_for_import(request_id=request.pk)
+    workflow.claim_for_import(request_id=request.pk, lease_seconds=300)
 
     with pytest.raises(workflow.Conflict):
-        workflow.claim_for_import(request_id=request.pk)
+        workflow.claim_for_import(request_id=request.pk, lease_seconds=300)
 
     assert [e[0] for e in events(request)].count("claim") == 1
 
@@ -435,8 +447,8 @@ def test_people_cannot_drive_the_workers_transitions(make_request: Any, approver
 @pytest.mark.parametrize(
     ("verb", "kwargs", "allowed_from"),
     [
-        (workflow.record_import_accepted, {"aws_image_id": "wsi-1", "data": {}}, State.SUBMITTING),
-        (workflow.record_import_refused, {"failure": {}, "data": {}}, State.SUBMITTING),
+        (workflow.record_import_accepted, {"lease_token": "", "aws_image_id": "wsi-1", "data": {}}, State.SUBMITTING),
+        (workflow.record_import_refused, {"lease_token": "", "failure": {}, "data": {}}, State.SUBMITTING),
         (workflow.record_image_available, {"data": {}}, State.IMPORTING),
         (workflow.record_image_failed, {"failure": {}, "data": {}}, State.IMPORTING),
     ],
@@ -484,7 +496,7 @@ def test_every_transition_keeps_the_audit_chain_intact(make_request: Any, reques
     edited = workflow.edit_request(request_id=request.pk, actor=requester, fields={"office": ""}, expected_version=1)
     pass_preflight(edited)
     workflow.approve_request(request_id=request.pk, actor=approver, expected_version=2)
-    workflow.claim_for_import(request_id=request.pk)
+    workflow.claim_for_import(request_id=request.pk, lease_seconds=300)
 
     count, problems = verify_chain()
 

@@ -7,13 +7,16 @@
   const url = script.dataset.statusUrl;
   const seenEvents = parseInt(script.dataset.events, 10);
   const seenState = script.dataset.state;
+  const seenNextAttempt = script.dataset.nextAttempt || "";
   let delay = 3000;
 
   function check() {
     fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (status) {
-        if (status && (status.state !== seenState || status.events !== seenEvents)) {
+        const moved = status && (status.state !== seenState || status.events !== seenEvents ||
+          (status.next_attempt_at || "") !== seenNextAttempt);
+        if (moved) {
           window.location.reload();
           return;
         }
