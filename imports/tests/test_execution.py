@@ -658,3 +658,45 @@ def test_a_sweep_is_skipped_while_another_holds_its_lock(approved: Any, publishe
 
     assert report == execution.SweepReport()
     assert published == []
+
+
+def test_the_worker_renews_its_lease_while_a_slow_aws_call_runs(
+    committed_db: None, approved: Any, sandbox: SandboxHandle, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.PORTAL_IMPORT_LEASE_SECONDS = 0.6  # renewed every 0.2 s
+    request = approved()
+    control(sandbox, "faults", {"latency_ms": 1500, "operations": ["ImportWorkspaceImage"]})
+    renewals: list[tuple[Any, bool]] = []
+    renew = workflow.renew_lease
+
+    def recorded(**kwargs: Any) -> bool:
+        renewed = renew(**kwargs)
+        renewals.append((ImportRequest.objects.get(pk=request.pk).lease_expires_at, renewed))
+        return renewed
+
+    monkeypatch.setattr(workflow, "renew_lease", recorded)
+
+    execution.import_request(request.pk)
+
+    request.refresh_from_db()
+    assert request.state == State.IMPORTING
+    # Without renewals the 0.6 s lease would have run out during the 1.5 s call, and the sweeper
+    # could have handed the import to another worker.
+    assert len(renewals) >= 4
+    assert all(renewed for _, renewed in renewals)
+    expiries = [expiry for expiry, _ in renewals]
+    assert expiries == sorted(expiries)
+    assert "reclaim" not in actions(request)
+
+
+def test_checks_that_aws_could_not_answer_for_a_passing_reason_are_run_again(make_request: Any) -> None:
+    throttled = {"key": "byol", "title": "t", "outcome": "fail", "message": "slow down", "aws": {}, "retryable": True}
+    refused = {**throttled, "retryable": False}
+    interrupted = make_request(checked=False)
+    workflow.record_preflight(request_id=interrupted.pk, version=1, checks=[throttled])
+    failed = make_request(checked=False)
+    workflow.record_preflight(request_id=failed.pk, version=1, checks=[refused])
+
+    assert execution.preflight_interrupted(ImportRequest.objects.get(pk=interrupted.pk))
+    assert not execution.preflight_interrupted(ImportRequest.objects.get(pk=failed.pk))
+    assert not execution.preflight_interrupted(None)
