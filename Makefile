@@ -7,8 +7,14 @@ POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/byol_portal
 
 .PHONY: run test test-browser test-postgres lint format clean venv
 
-$(VENV)/.installed: requirements.txt requirements-sandbox.txt requirements-dev.txt
+# Running needs only the portal's and the sandbox's requirements; the test tools (pytest,
+# Playwright, ruff) come in only for the targets that use them.
+$(VENV)/.run-installed: requirements.txt requirements-sandbox.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-sandbox.txt
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.run-installed requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
@@ -19,7 +25,7 @@ venv: $(VENV)/.installed
 EMBEDDED_ENV := AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox AWS_DEFAULT_REGION=us-east-1 \
 	PORTAL_POLL_SECONDS=10 PORTAL_SWEEP_SECONDS=30 PORTAL_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-run: venv
+run: $(VENV)/.run-installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
 	@echo "The portal runs on http://127.0.0.1:$(PORT)/ with a worker, beat and the local AWS sandbox (Ctrl-C stops all)"
