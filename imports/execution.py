@@ -160,10 +160,13 @@ def _lease_kept(request_id: int, lease_token: str) -> Iterator[None]:
     def renew() -> None:
         try:
             while not stop.wait(seconds / 3):
-                if not workflow.renew_lease(request_id=request_id, lease_token=lease_token, lease_seconds=seconds):
-                    return
-        except Exception:
-            logger.exception("could not renew the lease of %s", request_id)
+                try:
+                    if not workflow.renew_lease(request_id=request_id, lease_token=lease_token, lease_seconds=seconds):
+                        return  # taken over, or done: nothing of ours to renew
+                except Exception:
+                    # A database blip: the next renewal may well work, and the lease has time left.
+                    logger.exception("could not renew the lease of %s", request_id)
+                    connection.close()
         finally:
             connection.close()  # this thread's own connection
 
@@ -194,7 +197,7 @@ def _attempt(request: ImportRequest, *, resumed: bool) -> None:
         if not error.retryable:
             _refuse(request, error.as_record())
             return
-        _wait_for_aws(ImportRequest.objects.get(pk=request.pk), token, error)
+        _wait_for_aws(ImportRequest.objects.get(pk=request.pk), token, error, calls_before=request.import_calls)
 
 
 def _checks_before_import(request: ImportRequest) -> list[dict[str, Any]] | None:
@@ -280,7 +283,7 @@ def _call_aws(request: ImportRequest, parameters: dict[str, Any], checks: list[d
     )
 
 
-def _wait_for_aws(request: ImportRequest, lease_token: str, error: aws.AwsError) -> None:
+def _wait_for_aws(request: ImportRequest, lease_token: str, error: aws.AwsError, *, calls_before: int) -> None:
     """Schedule the next attempt, or give up once the retry budget is spent."""
     now = timezone.now()
     since = datetime.fromisoformat(request.waiting["since"]) if request.waiting.get("since") else now
@@ -292,8 +295,10 @@ def _wait_for_aws(request: ImportRequest, lease_token: str, error: aws.AwsError)
     attempts = int(request.waiting.get("attempts", 0)) + 1
     limit = isinstance(error, aws.LimitExceeded)
     seconds = float(settings.PORTAL_LIMIT_RETRY_SECONDS) if limit else backoff(attempts)
-    # A 5xx or a lost answer after the call went out may hide a made image.
-    outcome_unknown = request.import_call_pending and _maybe_sent(error)
+    # A 5xx or a lost answer after this attempt's call went out may hide a made image; an earlier
+    # call's unknown outcome stays unknown until a lookup by name settles it.
+    called_now = request.import_calls > calls_before
+    outcome_unknown = _maybe_sent(error) if called_now else request.import_call_pending
     waiting = {"reason": "transient", "message": error.message, "since": since.isoformat(), "attempts": attempts}
     try:
         waits = workflow.schedule_import_retry(

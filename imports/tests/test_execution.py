@@ -700,3 +700,32 @@ def test_checks_that_aws_could_not_answer_for_a_passing_reason_are_run_again(mak
     assert execution.preflight_interrupted(ImportRequest.objects.get(pk=interrupted.pk))
     assert not execution.preflight_interrupted(ImportRequest.objects.get(pk=failed.pk))
     assert not execution.preflight_interrupted(None)
+
+
+def test_an_unknown_outcome_stays_unknown_until_a_lookup_by_name_settles_it(
+    approved: Any, target: AwsTarget, sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original_config = aws._config
+    monkeypatch.setattr(aws, "_config", lambda *, attempts, **timeouts: original_config(attempts=1, **timeouts))
+    aws.forget_clients()
+    request = approved()
+    claimed = workflow.claim_for_import(request_id=request.pk, lease_seconds=0)
+    parameters = execution._approved_parameters(claimed)
+    workflow.record_import_call(
+        request_id=request.pk, lease_token=claimed.lease_token, parameters=parameters, checks=[]
+    )
+    made = aws.import_image(target, parameters=parameters, identity=request.reference)  # reached AWS; answer lost
+    # The lookup is throttled: that says nothing about the earlier call, whose outcome stays unknown.
+    control(sandbox, "faults", {"throttle_rate": 1.0, "operations": ["DescribeWorkspaceImages"]})
+
+    with pytest.raises(execution.TryAgain) as wait:
+        execution.import_request(request.pk)
+
+    request.refresh_from_db()
+    assert (request.state, request.import_call_pending) == (State.SUBMITTING, True)
+    control(sandbox, "reset", {})
+    resume(request.pk, wait.value)
+
+    request.refresh_from_db()
+    assert (request.state, request.aws_image_id, request.import_calls) == (State.IMPORTING, made.image_id, 1)
+    assert "ImportWorkspaceImage" not in control(sandbox, "calls")
