@@ -101,9 +101,7 @@ def run_preflight_checks(request_id: int, version: int) -> ImportRequest | None:
     if request is None or request.version != version:
         return None
     if request.state not in workflow.TRANSITIONS[workflow.Action.PREFLIGHT].sources:
-        return None
-    if request.state == State.SUBMITTING:
-        return None  # the import's own checks run now
+        return None  # being imported, or over: the import makes its own checks
     checks = aws.run_preflight(
         request.target, ami_id=request.ec2_image_id, image_name=request.image_name, identity=request.reference
     )

@@ -79,9 +79,7 @@ TRANSITIONS: dict[Action, Transition] = {
     Action.AWS_REFUSED: Transition((State.SUBMITTING,), State.FAILED, "marked as refused by AWS"),
     Action.IMAGE_AVAILABLE: Transition((State.IMPORTING,), State.AVAILABLE, "marked as available"),
     Action.IMAGE_FAILED: Transition((State.IMPORTING,), State.FAILED, "marked as failed"),
-    Action.PREFLIGHT: Transition(
-        (State.SUBMITTED, State.CHANGES_REQUESTED, State.APPROVED, State.SUBMITTING), None, "checked"
-    ),
+    Action.PREFLIGHT: Transition((State.SUBMITTED, State.CHANGES_REQUESTED, State.APPROVED), None, "checked"),
     Action.IMPORT_CALL: Transition((State.SUBMITTING,), None, "sent to AWS"),
     Action.IMPORT_RETRY: Transition((State.SUBMITTING,), None, "rescheduled"),
     Action.RECLAIM: Transition((State.SUBMITTING,), None, "taken over"),
@@ -383,7 +381,7 @@ def retry_import(*, request_id: int, actor: AbstractBaseUser, comment: str = "")
 
 def may_request_preflight(user: AbstractBaseUser, request: ImportRequest) -> bool:
     """Approvers (of others' requests) and the requester may have the checks run again."""
-    in_time = request.state in TRANSITIONS[Action.PREFLIGHT].sources and request.state != State.SUBMITTING
+    in_time = request.state in TRANSITIONS[Action.PREFLIGHT].sources
     return in_time and (may(user, Action.APPROVE, request) or may(user, Action.EDIT, request))
 
 
