@@ -77,6 +77,7 @@ PROCESS_READY_SECONDS = 60
 CALL_IN_FLIGHT_SECONDS = 60
 RECOVERY_LIMIT_SECONDS = 300
 POLL_SECONDS = 0.05
+IMPORT_TASK = "imports.tasks.import_request["  # as a worker logs a task it received
 HTTP_SECONDS = 30
 
 
@@ -270,14 +271,14 @@ class Processes:
         wait_for("gunicorn to answer", lambda: _answers(base + reverse("login")), PROCESS_READY_SECONDS, self)
         return base
 
-    def worker_that_received(self, task_prefix: str) -> Child:
-        """The worker whose log says it received a task whose name starts so."""
-        for child in self.running:
-            if child.name.startswith("worker-") and any(
-                f"Task {task_prefix}" in line and "received" in line for line in child.log_text().splitlines()
-            ):
-                return child
-        raise ScenarioFailed(f"no worker log says it received {task_prefix}...; logs in {self.directory}")
+    def workers_that_received(self, task_prefix: str) -> list[Child]:
+        """The workers whose logs say they received a task whose name starts so."""
+        return [
+            child
+            for child in self.running
+            if child.name.startswith("worker-")
+            and any(f"Task {task_prefix}" in line and "received" in line for line in child.log_text().splitlines())
+        ]
 
     def ensure_alive(self) -> None:
         for child in self.running:
@@ -518,13 +519,13 @@ def actions(request: ImportRequest) -> list[str]:
     return list(request.events.order_by("seq").values_list("action", flat=True))
 
 
-def rate_floor(requests: int) -> float:
-    """The last of `requests` single WorkSpaces calls, at RATE_PER_SECOND after a burst of BURST."""
-    return max(0.0, (requests - BURST) / RATE_PER_SECOND)
+def rate_floor(count: int) -> float:
+    """The last of `count` single WorkSpaces calls, at RATE_PER_SECOND after a burst of BURST."""
+    return max(0.0, (count - BURST) / RATE_PER_SECOND)
 
 
-def outage_goal(requests: int) -> float:
-    return settings.PORTAL_RETRY_MAX_SECONDS + rate_floor(requests)
+def outage_goal(count: int) -> float:
+    return settings.PORTAL_RETRY_MAX_SECONDS + rate_floor(count)
 
 
 def outage(scene: Scene) -> Row:
@@ -657,7 +658,10 @@ def worker_kill(scene: Scene) -> Row:
     scene.processes.start_beat(env)
     scene.processes.start_workers(env, 2)
     arrived = slow_import_in_flight(scene, request)
-    holder = scene.processes.worker_that_received("imports.tasks.import_request[")
+    received = scene.processes.workers_that_received(IMPORT_TASK)
+    if len(received) != 1:
+        raise ScenarioFailed(f"{len(received)} worker logs say they received the import; logs in {VAR / scene.name}")
+    holder = received[0]
     killed_at, into_call = time.time(), time.monotonic() - arrived
     scene.processes.kill(holder)
     request.refresh_from_db()
@@ -677,11 +681,13 @@ def worker_kill(scene: Scene) -> Row:
     calls = scene.import_calls()
     images = scene.images([request.image_name])[request.image_name]
     adopted = bool(accepted.data.get("adopted"))
+    takers = [child.name for child in scene.processes.workers_that_received(IMPORT_TASK) if child is not holder]
     same_image = len(images) == 1 and images[0]["ImageId"] == request.aws_image_id
     lease = f"+{lease_left:.1f} s" if lease_left is not None else "-"
     notes = (
         f"SIGKILL to {holder.name}'s group {into_call:.1f} s into a {latency} ms call ({at_kill}); "
-        f"lease ran out {lease}, reclaim {reclaimed}; adopted {adopted}; ImportWorkspaceImage calls {calls}, "
+        f"lease ran out {lease}, reclaim {reclaimed} by {', '.join(takers) or 'nobody'}; adopted {adopted}; "
+        f"ImportWorkspaceImage calls {calls}, "
         f"images {len(images)}; actions: {' > '.join(actions(request))}"
     )
     passed = takeover < TAKEOVER_GOAL_SECONDS and calls == 1 and same_image and request.import_calls == 1

@@ -245,16 +245,7 @@ def test_a_full_account_waits_and_tries_again_later(
 ) -> None:
     settings.PORTAL_LIMIT_RETRY_SECONDS = 900
     request = approved()
-    aws.import_image(
-        target,
-        parameters={
-            "Ec2ImageId": WINDOWS_AMI,
-            "IngestionProcess": "BYOL_REGULAR_WSP",
-            "ImageName": f"filler-{time.time_ns()}",
-            "ImageDescription": "fills the quota",
-        },
-        identity="someone",
-    )
+    fill_account(target, 1)
     control(sandbox, "config", {"image_quota": 1})
 
     with pytest.raises(execution.TryAgain) as wait:
