@@ -20,12 +20,14 @@ process and keeps every imported image PENDING for a day, so `importing` is a re
 - outage: N requests approved while AWS is down (every call's connection dropped) for D seconds,
   then AWS comes back. Measured: AWS's acceptance of each (the sandbox image's Created time) after
   the return, and the ImportWorkspaceImage calls made after it (exactly one per request).
-  Goal: the last within the retry cap (60 s) plus the rate limit's floor ((N - 5) / 2 s).
+  Goal: the issue asks for 2 minutes; held here to the bound the design gives, the retry cap
+  (60 s) plus the rate limit's floor ((N - 5) / 2 s).
 - broker-pause / broker-down: the broker of worker, beat and gunicorn is paused (SIGSTOP) or
   killed; the approver clicks Approve (a real login and POST to gunicorn); P seconds after the
   fault the broker resumes, or starts again on the same port (empty: nothing was persisted).
   Measured: the POST's time and status (goal: a 302 within 2 s) and the time from the broker's
-  return to the ImportWorkspaceImage call at the sandbox (goal: within 60 s).
+  return to the ImportWorkspaceImage call at the sandbox (goal: within 60 s). This process sends
+  nothing to that broker: its requests are set up with nothing queued, and the approval is the web's.
 - worker-kill: two workers; the import call is slowed down (latency L); while it is in flight the
   worker that received the task is killed (SIGKILL to its process group). Measured: the time from
   the kill until the request is `importing` again, taken over by the other worker, which adopts
@@ -771,12 +773,13 @@ def run_scenario(name: str, sandbox: SandboxHandle, processes: Processes, *, fir
 
 def report(rows: list[Row], load_start: tuple[float, float, float]) -> None:
     print()
-    print("| scenario | measured | goal | pass/fail | notes |")
-    print("| --- | --- | --- | --- | --- |")
-    for row in rows:
-        verdict = "pass" if row.passed else "**FAIL**"
-        print(f"| {row.scenario} | {row.measured} | {row.goal} | {verdict} | {row.notes} |")
-    print()
+    if rows:
+        print("| scenario | measured | goal | pass/fail | notes |")
+        print("| --- | --- | --- | --- | --- |")
+        for row in rows:
+            verdict = "pass" if row.passed else "**FAIL**"
+            print(f"| {row.scenario} | {row.measured} | {row.goal} | {verdict} | {row.notes} |")
+        print()
     print(
         f"{os.cpu_count()} cores; load average (1, 5, 15 min) at start {loads(load_start)}, "
         f"at end {loads(os.getloadavg())}; logs in {VAR}"
