@@ -447,7 +447,7 @@ def report(options: argparse.Namespace, result: Result) -> int:
     elapsed, floor_seconds = result.last_accepted(), result.floor()
     accepted, failed = result.done.accepted, result.done.failed
     duplicate_names, extra_calls = result.duplicates()
-    ratio = f"{elapsed / floor_seconds:.1f}" if elapsed is not None and floor_seconds else "-"
+    ratio = f"{elapsed / floor_seconds:.3f}" if elapsed is not None and floor_seconds else "-"
     waited = result.now - result.first_approval
     projected = waited * options.requests / accepted if accepted else None
     if not result.finished:
