@@ -83,6 +83,11 @@ MSG_NOT_SUPPORTED = (
     "ingestion process is not allowed for it (BYOP needs WorkSpaces Core allow-listing)."
 )
 MSG_ALREADY_EXISTS = "An image with this name already exists in WorkSpaces: choose another image name."
+MSG_IMAGE_IN_USE = (
+    "AWS will not delete the image while bundles are made from it or it is shared with other accounts: "
+    "delete those bundles and unshare the image in the WorkSpaces console, then try again."
+)
+MSG_INVALID_STATE = "AWS cannot do this while the image is in its current state. Wait a few minutes and try again."
 MSG_LIMIT_EXCEEDED = (
     "The account has reached a WorkSpaces limit (images, or imports running at once). "
     "The portal waits and tries again later."
@@ -166,6 +171,14 @@ class AlreadyExists(Refused):
     pass
 
 
+class ImageInUse(Refused):
+    pass
+
+
+class InvalidState(Refused):
+    pass
+
+
 class LimitExceeded(AwsError):
     retryable = True
 
@@ -207,6 +220,8 @@ _BY_CODE: dict[str, tuple[type[AwsError], str]] = {
     "ResourceNotFoundException": (ResourceNotFound, MSG_RESOURCE_NOT_FOUND),
     "OperationNotSupportedException": (NotSupported, MSG_NOT_SUPPORTED),
     "ResourceAlreadyExistsException": (AlreadyExists, MSG_ALREADY_EXISTS),
+    "ResourceAssociatedException": (ImageInUse, MSG_IMAGE_IN_USE),
+    "InvalidResourceStateException": (InvalidState, MSG_INVALID_STATE),
     "ResourceLimitExceededException": (LimitExceeded, MSG_LIMIT_EXCEEDED),
 }
 
@@ -476,6 +491,17 @@ def owned_images(target: Target, *, identity: str = PORTAL_IDENTITY) -> Iterator
 
 def find_owned_image(target: Target, *, name: str, identity: str = PORTAL_IDENTITY) -> ImageStatus | None:
     return next((image for image in owned_images(target, identity=identity) if image.name == name), None)
+
+
+def delete_image(target: Target, image_id: str, *, identity: str = PORTAL_IDENTITY) -> None:
+    """DeleteWorkspaceImage. AWS refuses while the image is shared or has bundles; an image that
+    is already gone counts as deleted."""
+    workspaces = client(target, "workspaces", identity=identity)
+    try:
+        with _explained():
+            workspaces.delete_workspace_image(ImageId=image_id)
+    except ResourceNotFound:
+        return
 
 
 def image_tags(target: Target, image_id: str) -> dict[str, str]:
