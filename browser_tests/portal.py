@@ -77,6 +77,10 @@ def portal_environment(var_dir: Path, *, web_port: int, sandbox_port: int) -> di
         "AWS_DEFAULT_REGION": "us-east-1",
         "PORTAL_POLL_SECONDS": "2",
         "PORTAL_SWEEP_SECONDS": "5",
+        # An import gives up on an unreachable AWS after 10 s here (6 h by default), with tries
+        # at most 2 s apart, so a journey sees both the wait and the give-up.
+        "PORTAL_RETRY_BUDGET_SECONDS": "10",
+        "PORTAL_RETRY_MAX_SECONDS": "2",
         "PORTAL_BASE_URL": f"http://127.0.0.1:{web_port}",
         "PORTAL_PORT": str(web_port),
         "SANDBOX_PORT": str(sandbox_port),

@@ -189,5 +189,55 @@ def test_an_import_that_aws_refuses_ends_failed_and_each_error_code_is_explained
     for code in ("OfficeInstalled", "DiskSizeExceeded"):
         expect(explanation.locator("li", has_text=code)).to_contain_text(EXPLANATIONS[code])
     expect(state_badge(requester)).to_have_text("Failed")
+    expect(requester.locator("#next-step")).to_contain_text("the requester revises it")
     screenshot(requester, artifacts_dir, "request-failed")
     assert_accessible(requester)
+    approver.reload()
+    expect(approver.get_by_role("button", name="Retry the import")).to_have_count(0)  # it would fail the same way
+
+    # The requester fixes the VM, makes a new AMI and revises the same request with it.
+    requester.get_by_role("link", name="Revise this request").click()
+    expect(requester.get_by_role("heading", level=1)).to_have_text(f"Revise {submitted.reference}")
+    requester.get_by_label("Source AMI").fill(WIN10_AMI)
+    requester.get_by_role("button", name="Save the revision for approval").click()
+    expect(requester.get_by_role("status").first).to_have_text(views.MSG_REVISED.format(reference=submitted.reference))
+    expect(state_badge(requester)).to_have_text("Submitted")
+    expect(requester.locator("#earlier-failures")).to_contain_text(EXPLANATIONS["OfficeInstalled"])
+    expect(requester.locator("#stale-image")).to_be_visible()
+    wait_for_passing_checks(requester)
+
+    approver.goto(submitted.path)
+    decide(approver, "Approve")
+    expect(state_badge(approver)).to_have_text("Available", timeout=IMPORT_TIMEOUT_MS)
+    expect(history(approver).filter(has_text="Revised after a failed import")).to_have_count(1)
+    expect(history(approver).filter(has_text="Deleted the failed image of an earlier attempt")).to_have_count(1)
+    expect(approver.locator("#stale-image")).to_have_count(0)
+    expect(approver.locator("#earlier-failures")).to_contain_text("OfficeInstalled")
+    assert_accessible(approver)
+
+
+def test_an_import_that_gave_up_while_aws_was_down_is_retried_by_an_approver_once_aws_is_back(
+    log_in: LogIn, portal: Portal
+) -> None:
+    requester = log_in("requester")
+    submitted = submit_request(requester, image_name=unique_name("outage-win11"))
+    wait_for_passing_checks(requester)
+    approver = log_in("approver")
+    approver.goto(submitted.path)
+    portal.control_sandbox("faults", {"down": True})
+    try:
+        decide(approver, "Approve")
+        expect(approver.locator("#waiting-for-aws")).to_contain_text("could not reach AWS", timeout=IMPORT_TIMEOUT_MS)
+        expect(state_badge(approver)).to_have_text("Failed", timeout=IMPORT_TIMEOUT_MS)
+    finally:
+        portal.control_sandbox("faults", {"down": False})
+
+    expect(approver.locator("#failure")).to_contain_text("AWS kept failing")
+    expect(approver.locator("#next-step")).to_contain_text("nothing in the request needs to change")
+    approver.get_by_role("button", name="Retry the import").click()
+    expect(approver.get_by_role("status").first).to_have_text(
+        views.MSG_ACTION_DONE[Action.RETRY].format(reference=submitted.reference)
+    )
+    expect(state_badge(approver)).to_have_text("Available", timeout=IMPORT_TIMEOUT_MS)
+    expect(history(approver).filter(has_text="Retried the import")).to_have_count(1)
+    expect(approver.locator("#earlier-failures")).to_contain_text("AWS kept failing")

@@ -40,9 +40,12 @@ DESCRIBE_BATCH = 25
 # https://docs.aws.amazon.com/workspaces/latest/adminguide/workspaces-limits.html
 IMAGE_QUOTA = 40
 IMAGE_QUOTA_WARNING_AT = 36
-# https://docs.aws.amazon.com/workspaces/latest/adminguide/byol-windows-images.html: the VM must
-# have a single volume of at most 70 GB.
-MAX_ROOT_VOLUME_GB = 70
+# AWS's BYOL checker script (https://tools.amazonworkspaces.com/BYOLChecker.zip, linked from
+# https://docs.aws.amazon.com/workspaces/latest/adminguide/byol-windows-images.html) fails a drive
+# over 80 GB ($MaxDriveSize, Test-BYOL_DriveLessThan80GB); the admin guide used to say 70 GB, so
+# a root volume between the two still passes, with a warning.
+MAX_ROOT_VOLUME_GB = 80
+ROOT_VOLUME_WARNING_GB = 70
 ASSUMED_ROLE_SECONDS = 3600
 
 
@@ -427,10 +430,15 @@ class ImageStatus:
     error_message: str = ""
     error_details: list[dict[str, str]] = field(default_factory=list)
     created: str = ""
+    # https://docs.aws.amazon.com/workspaces/latest/api/API_UpdateResult.html: newer drivers or
+    # other components are available for the image.
+    update_available: bool = False
+    update_description: str = ""
 
     @classmethod
     def from_aws(cls, image: dict[str, Any]) -> "ImageStatus":
         created = image.get("Created")
+        updates = image.get("Updates") or {}
         return cls(
             image_id=image["ImageId"],
             name=image.get("Name", ""),
@@ -442,6 +450,8 @@ class ImageStatus:
                 for d in image.get("ErrorDetails", [])
             ],
             created=created.isoformat() if isinstance(created, datetime) else str(created or ""),
+            update_available=bool(updates.get("UpdateAvailable", False)),
+            update_description=updates.get("Description", ""),
         )
 
     def as_record(self) -> dict[str, Any]:
@@ -553,11 +563,22 @@ class Check:
     retryable: bool = False
 
 
-def run_preflight(target: Target, *, ami_id: str, image_name: str, identity: str) -> list[Check]:
-    """PRODUCT.md section 6, in full. Each check stands alone: one failing does not hide the others."""
+def run_preflight(
+    target: Target,
+    *,
+    ami_id: str,
+    image_name: str,
+    identity: str,
+    windows_version: str = "",
+    replacing_image_id: str = "",
+) -> list[Check]:
+    """PRODUCT.md section 6, in full. Each check stands alone: one failing does not hide the others.
+    `windows_version` ("10" or "11", as the requester declared it) is what the AMI's boot mode must
+    fit; without it the boot mode is not checked. `replacing_image_id`: the failed image of an
+    earlier attempt, which the portal deletes before it imports, so its name is no clash."""
     checks = [_check_credentials(target, identity), _check_byol(target, identity)]
-    checks += _checks_on_ami(target, ami_id, identity)
-    checks += _checks_on_images(target, image_name, identity)
+    checks += _checks_on_ami(target, ami_id, identity, windows_version)
+    checks += _checks_on_images(target, image_name, identity, replacing_image_id)
     return checks
 
 
@@ -567,7 +588,9 @@ class ChecksInterrupted(AwsError):
     retryable = True
 
 
-def run_import_checks(target: Target, *, ami_id: str, identity: str, byol_cache_seconds: float) -> list[Check]:
+def run_import_checks(
+    target: Target, *, ami_id: str, identity: str, byol_cache_seconds: float, windows_version: str = ""
+) -> list[Check]:
     """What can have changed since approval, re-checked without spending the account's WorkSpaces
     call budget: credentials (STS) and the AMI (EC2) are asked again, BYOL comes from a cache,
     and a name clash is what the import call itself reports. Raises ChecksInterrupted (retryable)
@@ -576,7 +599,7 @@ def run_import_checks(target: Target, *, ami_id: str, identity: str, byol_cache_
         # One attempt each: the engine retries, with a budget, and its steps stay short.
         _check_credentials(target, identity, attempts=1),
         _byol_cached(target, identity, byol_cache_seconds),
-        *_checks_on_ami(target, ami_id, identity, attempts=1),
+        *_checks_on_ami(target, ami_id, identity, windows_version, attempts=1),
     ]
     interrupted = next((c for c in checks if c.retryable), None)
     if interrupted is not None:
@@ -593,7 +616,7 @@ def _error_fields(record: dict[str, str]) -> dict[str, str]:
 
 
 # Passing BYOL checks per target spec, with when they expire: BYOL is switched on once per
-# account and region by AWS Support and hardly ever off again.
+# account and region and hardly ever off again.
 _byol_passed: dict["_Spec", float] = {}
 _byol_lock = threading.Lock()
 
@@ -603,7 +626,7 @@ def _byol_cached(target: Target, identity: str, seconds: float) -> Check:
     with _byol_lock:
         fresh = _byol_passed.get(spec, 0.0) > time.monotonic()
     if fresh:
-        return Check("byol", "BYOL is enabled", PASS, f"BYOL is enabled for WorkSpaces in {target.region}.")
+        return Check("byol", "BYOL is enabled", PASS, MSG_BYOL_ENABLED.format(region=target.region))
     check = _check_byol(target, identity, attempts=1)
     if check.outcome == PASS:
         with _byol_lock:
@@ -635,6 +658,20 @@ def _check_credentials(target: Target, identity: str, *, attempts: int = 4) -> C
     return Check("credentials", title, PASS, f"The portal's credentials work in account {account}.")
 
 
+# An account enables BYOL itself, in the WorkSpaces console's account settings or with ModifyAccount:
+# https://docs.aws.amazon.com/workspaces/latest/adminguide/byol-windows-images.html
+# https://docs.aws.amazon.com/workspaces/latest/api/API_ModifyAccount.html
+MSG_BYOL_DISABLED = (
+    "BYOL is not enabled for WorkSpaces in {region}. An administrator of the AWS account can enable it in "
+    "the WorkSpaces console (Account settings, Bring your own license) or with the ModifyAccount API; "
+    "then run the checks again."
+)
+MSG_BYOL_ENABLED = "BYOL is enabled for WorkSpaces in {region}."
+# DescribeAccount's Message, "the text message to describe the status of BYOL":
+# https://docs.aws.amazon.com/workspaces/latest/api/API_DescribeAccount.html
+MSG_AWS_SAYS = " AWS says: {message}"
+
+
 def _check_byol(target: Target, identity: str, *, attempts: int = 4) -> Check:
     title = "BYOL is enabled"
     try:
@@ -642,18 +679,15 @@ def _check_byol(target: Target, identity: str, *, attempts: int = 4) -> Check:
             account = client(target, "workspaces", identity=identity, attempts=attempts).describe_account()
     except AwsError as error:
         return _failed_to_check("byol", title, error)
+    said = MSG_AWS_SAYS.format(message=account["Message"]) if account.get("Message") else ""
     if account.get("DedicatedTenancySupport") != "ENABLED":
-        return Check(
-            "byol",
-            title,
-            FAIL,
-            f"BYOL (dedicated tenancy) is not enabled for WorkSpaces in {target.region}: "
-            "ask AWS Support to enable it for the account, then run the checks again.",
-        )
-    return Check("byol", title, PASS, f"BYOL is enabled for WorkSpaces in {target.region}.")
+        return Check("byol", title, FAIL, MSG_BYOL_DISABLED.format(region=target.region) + said)
+    return Check("byol", title, PASS, MSG_BYOL_ENABLED.format(region=target.region) + said)
 
 
-def _checks_on_ami(target: Target, ami_id: str, identity: str, *, attempts: int = 4) -> list[Check]:
+def _checks_on_ami(
+    target: Target, ami_id: str, identity: str, windows_version: str = "", *, attempts: int = 4
+) -> list[Check]:
     title = "Source AMI is a Windows image the account owns"
     try:
         with _explained():
@@ -669,9 +703,12 @@ def _checks_on_ami(target: Target, ami_id: str, identity: str, *, attempts: int 
     image = images[0]
     problem = _ami_problem(image, target)
     if problem:
-        return [Check("ami", title, FAIL, problem)]
-    passed = Check("ami", title, PASS, f"{ami_id} ({image.get('Name', 'no name')}) is an available Windows image.")
-    return [passed, *volume_warnings(image)]
+        return [Check("ami", title, FAIL, problem), *ami_property_checks(image, windows_version)]
+    passed = f"{ami_id} ({image.get('Name', 'no name')}) is an available Windows image"
+    fits = windows_version in BOOT_MODES_FOR_WINDOWS and boot_mode(image) in BOOT_MODES_FOR_WINDOWS[windows_version]
+    if fits:
+        passed += f" that boots with {_boot_mode_words(image)}, as Windows {windows_version} needs"
+    return [Check("ami", title, PASS, passed + "."), *ami_property_checks(image, windows_version)]
 
 
 def _ami_problem(image: dict[str, Any], target: Target) -> str:
@@ -688,35 +725,133 @@ def _ami_problem(image: dict[str, Any], target: Target) -> str:
     return ""
 
 
-def volume_warnings(image: dict[str, Any]) -> list[Check]:
-    """Advice about the AMI's disks; AWS may still accept the import."""
-    title = "Source AMI's volumes"
-    volumes = [m["Ebs"] for m in image.get("BlockDeviceMappings", []) if "Ebs" in m]
-    mappings = image.get("BlockDeviceMappings", [])
-    root_name = image.get("RootDeviceName")
-    root = next((m.get("Ebs", {}) for m in mappings if m.get("DeviceName") == root_name), volumes[0] if volumes else {})
-    warnings = []
-    if root.get("VolumeSize", 0) > MAX_ROOT_VOLUME_GB:
-        warnings.append(
-            f"The root volume is {root['VolumeSize']} GB; BYOL images must fit on one volume of at most "
-            f"{MAX_ROOT_VOLUME_GB} GB, so the import is likely to fail."
+# The boot modes each Windows version can be imported with. Windows 10: AWS's BYOL checker fails
+# Windows 10 booted with UEFI (UEFINotSupported, in https://tools.amazonworkspaces.com/BYOLChecker.zip).
+# Windows 11: Microsoft requires UEFI firmware,
+# https://learn.microsoft.com/en-us/windows/whats-new/windows-11-requirements; an AMI that is
+# uefi-preferred boots with UEFI wherever the instance type has it.
+BOOT_MODES_FOR_WINDOWS = {"10": frozenset({"legacy-bios"}), "11": frozenset({"uefi", "uefi-preferred"})}
+BOOT_MODE_WORDS = {"legacy-bios": "legacy BIOS", "uefi": "UEFI", "uefi-preferred": "UEFI (uefi-preferred)"}
+MSG_BOOT_MODE_WINDOWS_10 = (
+    "{ami_id} boots with {boot_mode}, but WorkSpaces imports Windows 10 only from an image that boots with "
+    "legacy BIOS. Create the AMI from a Windows 10 VM that boots with legacy BIOS (import it with boot mode "
+    "legacy-bios) and choose it; or, if the AMI holds Windows 11, choose Windows 11 in the request."
+)
+MSG_BOOT_MODE_WINDOWS_11 = (
+    "{ami_id} boots with {boot_mode}, but Windows 11 needs UEFI. Create the AMI from a Windows 11 VM that "
+    "boots with UEFI (import it with boot mode uefi) and choose it; or, if the AMI holds Windows 10, choose "
+    "Windows 10 in the request."
+)
+MSG_NO_BOOT_MODE = "legacy BIOS (the AMI sets no boot mode, and EC2 then uses the Intel and AMD default)"
+# https://docs.aws.amazon.com/workspaces/latest/adminguide/byol-windows-images.html: "Importing a VM
+# with an encrypted disk is not supported. If you've opted in to default encryption for Amazon EBS
+# volumes, you must deselect that option before importing your VM."
+MSG_ENCRYPTED = (
+    "{ami_id} has encrypted volumes ({devices}), and WorkSpaces cannot import an encrypted image. Import the "
+    "VM again with EBS encryption by default turned off for the region, then choose the new, unencrypted AMI."
+)
+MSG_ROOT_VOLUME_TOO_LARGE = (
+    "The root volume of {ami_id} is {size} GB; AWS's BYOL checks fail a drive over {limit} GB, so the import "
+    "would end in ERROR. Shrink the VM's disk to at most {limit} GB, create a new AMI and choose it."
+)
+MSG_ROOT_VOLUME_LARGE = (
+    "The root volume of {ami_id} is {size} GB. AWS's BYOL checks allow up to {limit} GB, but AWS's older "
+    "guidance says {warn_at} GB: if the import fails with DiskSizeExceeded, shrink the disk to {warn_at} GB."
+)
+MSG_SEVERAL_VOLUMES = (
+    "{ami_id} has {count} volumes; a BYOL image must be a single volume, so the import is likely to fail. "
+    "Create the AMI from the system volume alone."
+)
+
+
+def boot_mode(image: dict[str, Any]) -> str:
+    """The boot mode EC2 starts the AMI with. Without a BootMode, an instance boots with the
+    instance type's default, UEFI on Graviton and legacy BIOS on Intel and AMD:
+    https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ami-boot-mode.html"""
+    if image.get("BootMode"):
+        return str(image["BootMode"])
+    return "uefi" if image.get("Architecture") == "arm64" else "legacy-bios"
+
+
+def _boot_mode_words(image: dict[str, Any]) -> str:
+    if not image.get("BootMode") and boot_mode(image) == "legacy-bios":
+        return MSG_NO_BOOT_MODE
+    return BOOT_MODE_WORDS.get(boot_mode(image), boot_mode(image))
+
+
+def ami_property_checks(image: dict[str, Any], windows_version: str = "") -> list[Check]:
+    """What AWS will refuse or may refuse about the AMI itself, one check per problem; none when
+    it is fine. The boot mode is checked only against a known Windows version."""
+    return [
+        *_check_boot_mode(image, windows_version),
+        *_check_encryption(image),
+        *_checks_on_volumes(image),
+    ]
+
+
+def _check_boot_mode(image: dict[str, Any], windows_version: str) -> list[Check]:
+    needed = BOOT_MODES_FOR_WINDOWS.get(windows_version)
+    if needed is None or image.get("Platform") != "windows" or boot_mode(image) in needed:
+        return []
+    message = MSG_BOOT_MODE_WINDOWS_10 if windows_version == "10" else MSG_BOOT_MODE_WINDOWS_11
+    words = _boot_mode_words(image)
+    return [
+        Check(
+            "boot_mode",
+            f"Boot mode fits Windows {windows_version}",
+            FAIL,
+            message.format(ami_id=image["ImageId"], boot_mode=words),
         )
-    if len(volumes) > 1:
-        warnings.append(f"The AMI has {len(volumes)} volumes; BYOL imports need a single volume.")
-    if any(v.get("Encrypted") for v in volumes):
-        warnings.append("The AMI has an encrypted volume; BYOL imports need unencrypted volumes.")
-    return [Check("volumes", title, WARN, " ".join(warnings))] if warnings else []
+    ]
 
 
-def _checks_on_images(target: Target, image_name: str, identity: str) -> list[Check]:
+def _ebs_mappings(image: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m for m in image.get("BlockDeviceMappings", []) if "Ebs" in m]
+
+
+def _check_encryption(image: dict[str, Any]) -> list[Check]:
+    encrypted = [m.get("DeviceName", "?") for m in _ebs_mappings(image) if m["Ebs"].get("Encrypted")]
+    if not encrypted:
+        return []
+    message = MSG_ENCRYPTED.format(ami_id=image["ImageId"], devices=", ".join(encrypted))
+    return [Check("encryption", "Source AMI is not encrypted", FAIL, message)]
+
+
+def _checks_on_volumes(image: dict[str, Any]) -> list[Check]:
+    mappings = _ebs_mappings(image)
+    root = next((m for m in mappings if m.get("DeviceName") == image.get("RootDeviceName")), None)
+    size = (root or (mappings[0] if mappings else {"Ebs": {}}))["Ebs"].get("VolumeSize", 0)
+    facts = {"ami_id": image["ImageId"], "size": size, "limit": MAX_ROOT_VOLUME_GB, "warn_at": ROOT_VOLUME_WARNING_GB}
+    checks = []
+    if size > MAX_ROOT_VOLUME_GB:
+        checks.append(Check("root_volume", "Root volume size", FAIL, MSG_ROOT_VOLUME_TOO_LARGE.format(**facts)))
+    elif size > ROOT_VOLUME_WARNING_GB:
+        checks.append(Check("root_volume", "Root volume size", WARN, MSG_ROOT_VOLUME_LARGE.format(**facts)))
+    if len(mappings) > 1:
+        message = MSG_SEVERAL_VOLUMES.format(ami_id=image["ImageId"], count=len(mappings))
+        checks.append(Check("volumes", "Source AMI's volumes", WARN, message))
+    return checks
+
+
+MSG_NAME_OF_REPLACED_IMAGE = (
+    "Only the failed image of an earlier attempt ({image_id}) is called {image_name}; the portal deletes it "
+    "before the import."
+)
+
+
+def _checks_on_images(target: Target, image_name: str, identity: str, replacing_image_id: str = "") -> list[Check]:
     title = "No WorkSpaces image has this name"
     try:
         owned = list(owned_images(target, identity=identity))
     except AwsError as error:
         return [_failed_to_check("name", title, error)]
     checks = []
-    clash = next((image for image in owned if image.name == image_name), None)
-    if clash:
+    named = [image for image in owned if image.name == image_name]
+    clash = next((image for image in named if image.image_id != replacing_image_id), None)
+    if named and not clash:
+        message = MSG_NAME_OF_REPLACED_IMAGE.format(image_id=replacing_image_id, image_name=image_name)
+        checks.append(Check("name", title, PASS, message))
+    elif clash:
         checks.append(
             Check(
                 "name",

@@ -42,20 +42,18 @@ logger = logging.getLogger(__name__)
 State = ImportRequest.State
 
 MSG_PREFLIGHT_FAILED_AT_IMPORT = (
-    "The pre-flight checks failed just before the import, so nothing was sent to AWS: {failures} "
-    "Fix the problem, then ask an approver to retry the import."
+    "The pre-flight checks failed just before the import, so nothing was sent to AWS: {failures}"
 )
 MSG_NAME_TAKEN_IN_AWS = (
     "An image called {name} already exists in WorkSpaces and was not made by this request ({image_id}). "
-    "Ask for the image to be renamed or deleted, or file a new request with another image name."
+    "Revise the request with another image name."
 )
-MSG_OLD_ERROR_IMAGE = (
-    "A failed image called {name} from an earlier attempt still exists in WorkSpaces ({image_id}). "
-    "Delete it in the WorkSpaces console, then ask an approver to retry the import."
+MSG_STALE_IMAGE_KEPT = (
+    "The failed image of an earlier attempt ({image_id}) could not be deleted, so nothing was sent to AWS: {reason}"
 )
 MSG_PARAMETERS_CHANGED = (
     "The request's parameters no longer match the ones approved, so nothing was sent to AWS. "
-    "Ask the requester to file the request again."
+    "Revise the request, so that it is approved as it stands."
 )
 MSG_GAVE_UP = (
     "AWS kept failing for {hours:g} hours, so the portal stopped trying: {reason} "
@@ -66,6 +64,18 @@ MSG_WAITING_FOR_TURN = (
     "and other imports to it are ahead."
 )
 MSG_IMAGE_VANISHED = "AWS no longer knows the image {image_id}: it was deleted while it was being imported."
+
+# What can make the next attempt work, by what stopped this one (workflow.RETRYABLE_NEXT_STEPS).
+NEXT_STEP_BY_ERROR: dict[type[aws.AwsError], str] = {
+    aws.AccessDenied: "fix_target",
+    aws.NotSupported: "fix_target",
+    aws.InvalidParameters: "revise",
+    aws.ResourceNotFound: "revise",
+    aws.AlreadyExists: "revise",
+    aws.ImageInUse: "fix_target",
+}
+# Checks about the target, which an admin fixes; any other failed check is about the request.
+TARGET_CHECKS = frozenset({"credentials", "byol"})
 
 # After being accepted, an image id may take a moment to show in DescribeWorkspaceImages.
 VANISHED_AFTER = timedelta(minutes=30)
@@ -103,7 +113,13 @@ def run_preflight_checks(request_id: int, version: int) -> ImportRequest | None:
     if request.state not in workflow.TRANSITIONS[workflow.Action.PREFLIGHT].sources:
         return None  # being imported, or over: the import makes its own checks
     checks = aws.run_preflight(
-        request.target, ami_id=request.ec2_image_id, image_name=request.image_name, identity=request.reference
+        request.target,
+        ami_id=request.ec2_image_id,
+        image_name=request.image_name,
+        identity=request.reference,
+        windows_version=request.windows_version,
+        # The failed image of an earlier attempt holds the name until the import deletes it.
+        replacing_image_id=request.stale_image_id,
     )
     try:
         return workflow.record_preflight(
@@ -182,9 +198,11 @@ def _attempt(request: ImportRequest, *, resumed: bool) -> None:
     try:
         if request.import_call_pending and _reconcile(request):
             return
+        if request.stale_image_id and not _delete_stale_image(request):
+            return
         parameters = _approved_parameters(request)
         if parameters is None:
-            _refuse(request, {"message": MSG_PARAMETERS_CHANGED})
+            _refuse(request, {"message": MSG_PARAMETERS_CHANGED, "next_step": "revise"}, sent=False)
             return
         checks = _checks_before_import(request)
         if checks is None:
@@ -193,9 +211,48 @@ def _attempt(request: ImportRequest, *, resumed: bool) -> None:
             _call_aws(request, parameters, checks)
     except aws.AwsError as error:
         if not error.retryable:
-            _refuse(request, error.as_record())
+            sent = ImportRequest.objects.filter(pk=request.pk, import_calls__gt=request.import_calls).exists()
+            _refuse(request, _failure(error), sent=sent)
             return
         _wait_for_aws(ImportRequest.objects.get(pk=request.pk), token, error, calls_before=request.import_calls)
+
+
+def _failure(error: aws.AwsError, **overrides: Any) -> dict[str, Any]:
+    next_step = next((step for kind, step in NEXT_STEP_BY_ERROR.items() if isinstance(error, kind)), "retry")
+    return {**error.as_record(), "next_step": next_step, **overrides}
+
+
+def _delete_stale_image(request: ImportRequest) -> bool:
+    """Delete the failed image of an earlier attempt, so that its name and its slot of the image
+    quota are free; only an image whose portal tag names this request. False: the request
+    failed because AWS would not delete it."""
+    image_id = request.stale_image_id
+    tags = _tags_or_none(request.target, image_id)
+    if tags is not None and tags.get(rules.PORTAL_TAG_KEYS[0]) == request.reference:
+        try:
+            aws.delete_image(request.target, image_id, identity=request.reference)
+        except aws.AwsError as error:
+            if error.retryable:
+                raise
+            reason = f"{error.message} (AWS: {error.aws_message})" if error.aws_message else error.message
+            failure = _failure(error, message=MSG_STALE_IMAGE_KEPT.format(image_id=image_id, reason=reason))
+            _refuse(request, failure, sent=False)
+            return False
+    try:
+        workflow.record_image_deleted(request_id=request.pk, lease_token=request.lease_token, image_id=image_id)
+    except workflow.Conflict as lost:
+        logger.info("deletion of %s for %s not recorded: %s", image_id, request.pk, lost.message)
+        return False
+    request.stale_image_id = ""
+    return True
+
+
+def _tags_or_none(target: AwsTarget, image_id: str) -> dict[str, str] | None:
+    """The image's tags, or None when AWS no longer knows the image (nothing left to delete)."""
+    try:
+        return aws.image_tags(target, image_id)
+    except aws.ResourceNotFound:
+        return None
 
 
 def _checks_before_import(request: ImportRequest) -> list[dict[str, Any]] | None:
@@ -206,12 +263,17 @@ def _checks_before_import(request: ImportRequest) -> list[dict[str, Any]] | None
         ami_id=request.ec2_image_id,
         identity=request.reference,
         byol_cache_seconds=settings.PORTAL_BYOL_CACHE_SECONDS,
+        windows_version=request.windows_version,
     )
     records = [asdict(c) for c in checks]
-    failures = [c.message for c in checks if c.outcome == aws.FAIL]
-    if failures:
-        failure = {"message": MSG_PREFLIGHT_FAILED_AT_IMPORT.format(failures=" ".join(failures)), "checks": records}
-        _refuse(request, failure)
+    failed = [c for c in checks if c.outcome == aws.FAIL]
+    if failed:
+        failure = {
+            "message": MSG_PREFLIGHT_FAILED_AT_IMPORT.format(failures=" ".join(c.message for c in failed)),
+            "checks": records,
+            "next_step": "fix_target" if all(c.key in TARGET_CHECKS for c in failed) else "revise",
+        }
+        _refuse(request, failure, sent=False)
         return None
     return records
 
@@ -270,8 +332,8 @@ def _call_aws(request: ImportRequest, parameters: dict[str, Any], checks: list[d
     try:
         result = aws.import_image(request.target, parameters=parameters, identity=request.reference)
     except aws.AlreadyExists as error:
-        if not _reconcile(called):
-            _refuse(called, error.as_record())
+        if not _reconcile(called, after_call=True):
+            _refuse(called, _failure(error), sent=True)
         return
     _record(
         workflow.record_import_accepted,
@@ -288,7 +350,8 @@ def _wait_for_aws(request: ImportRequest, lease_token: str, error: aws.AwsError,
     budget = settings.PORTAL_RETRY_BUDGET_SECONDS
     if (now - since).total_seconds() >= budget:
         message = MSG_GAVE_UP.format(hours=round(budget / 3600, 1), reason=error.message)
-        _refuse(request, {**error.as_record(), "message": message})
+        sent = request.import_calls > calls_before
+        _refuse(request, {**error.as_record(), "message": message, "next_step": "retry"}, sent=sent)
         return
     attempts = int(request.waiting.get("attempts", 0)) + 1
     limit = isinstance(error, aws.LimitExceeded)
@@ -320,8 +383,10 @@ def _maybe_sent(error: aws.AwsError) -> bool:
     return isinstance(error, aws.ServerError)
 
 
-def _refuse(request: ImportRequest, failure: dict[str, Any]) -> None:
-    _record(workflow.record_import_refused, request, failure=failure, data={})
+def _refuse(request: ImportRequest, failure: dict[str, Any], *, sent: bool) -> None:
+    """End the attempt as failed: refused by AWS (`sent`: its answer to our call), or stopped by
+    the portal before anything was sent."""
+    _record(workflow.record_import_refused, request, failure=failure, data={}, sent=sent)
 
 
 def _record(verb: Any, request: ImportRequest, **kwargs: Any) -> None:
@@ -332,7 +397,7 @@ def _record(verb: Any, request: ImportRequest, **kwargs: Any) -> None:
         logger.info("outcome for %s not recorded: %s", request.pk, lost.message)
 
 
-def _reconcile(request: ImportRequest) -> bool:
+def _reconcile(request: ImportRequest, *, after_call: bool = False) -> bool:
     """An earlier attempt may have reached AWS: find the image by name, and take it over if this
     request made it (its portal tag says so). Returns whether the request is settled."""
     image = aws.find_owned_image(request.target, name=request.image_name)
@@ -340,11 +405,17 @@ def _reconcile(request: ImportRequest) -> bool:
         return False
     tags = aws.image_tags(request.target, image.image_id)
     if tags.get(rules.PORTAL_TAG_KEYS[0]) != request.reference:
-        _refuse(request, {"message": MSG_NAME_TAKEN_IN_AWS.format(name=request.image_name, image_id=image.image_id)})
+        message = MSG_NAME_TAKEN_IN_AWS.format(name=request.image_name, image_id=image.image_id)
+        _refuse(request, {"message": message, "next_step": "revise"}, sent=after_call)
         return True
     if image.state == "ERROR" and _older_than_this_attempt(request, image):
-        _refuse(request, {"message": MSG_OLD_ERROR_IMAGE.format(name=request.image_name, image_id=image.image_id)})
-        return True
+        # Ours, failed, from before this attempt: clean it up and carry on.
+        if not workflow.mark_stale_image(
+            request_id=request.pk, lease_token=request.lease_token, image_id=image.image_id
+        ):
+            return True  # taken over meanwhile
+        request.stale_image_id = image.image_id
+        return not _delete_stale_image(request)
     _record(
         workflow.record_import_accepted,
         request,
@@ -444,7 +515,7 @@ def _apply_status(request: ImportRequest, status: aws.ImageStatus | None, report
             if now - started > VANISHED_AFTER:
                 workflow.record_image_failed(
                     request_id=request.pk,
-                    failure={"message": MSG_IMAGE_VANISHED.format(image_id=request.aws_image_id)},
+                    failure={"message": MSG_IMAGE_VANISHED.format(image_id=request.aws_image_id), "next_step": "retry"},
                     data={},
                 )
                 report.failed += 1
@@ -452,9 +523,13 @@ def _apply_status(request: ImportRequest, status: aws.ImageStatus | None, report
             workflow.record_image_available(request_id=request.pk, data={"image": status.as_record()})
             report.available += 1
         elif status.state == "ERROR":
-            failure = image_errors.explain_image_error(
-                error_code=status.error_code, error_message=status.error_message, details=status.error_details
-            )
+            # An image AWS could not import needs a changed request (a new AMI), never the same again.
+            failure = {
+                **image_errors.explain_image_error(
+                    error_code=status.error_code, error_message=status.error_message, details=status.error_details
+                ),
+                "next_step": "revise",
+            }
             workflow.record_image_failed(request_id=request.pk, failure=failure, data={"image": status.as_record()})
             report.failed += 1
         elif request.stalled_at is None and now - started > timedelta(hours=settings.PORTAL_STALLED_AFTER_HOURS):

@@ -76,7 +76,10 @@ class ImportRequestForm(forms.ModelForm):
                 "Windows 10 only; BYOP needs a target allow-listed for WorkSpaces Core; Graphics and "
                 "GraphicsPro bundles are retired by AWS."
             ),
-            "office": "Optional Microsoft Office subscription installed during the import.",
+            "office": (
+                "Optional Microsoft Office subscription installed during the import. Microsoft ended support "
+                f"for Office 2016 and 2019 on {rules.OFFICE_END_OF_SUPPORT}."
+            ),
         }
 
     def __init__(self, *args: Any, amis: dict[int, list[Any]] | None = None, **kwargs: Any) -> None:
@@ -89,6 +92,10 @@ class ImportRequestForm(forms.ModelForm):
             (p.value, f"{p.label} — {p.value}") for p in rules.INGESTION_PROCESSES.values()
         ]
         self.fields["windows_version"].choices = [("", "Choose a version…"), *rules.WINDOWS_CHOICES]
+        self.fields["office"].choices = [
+            (value, f"{label} (support ended {rules.OFFICE_END_OF_SUPPORT})" if value else label)
+            for value, label in rules.OFFICE_CHOICES
+        ]
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True

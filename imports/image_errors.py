@@ -2,224 +2,302 @@
 
 When an import ends in state ERROR, ``DescribeWorkspaceImages`` reports an ``ErrorCode``, an
 ``ErrorMessage`` and a list ``ErrorDetails`` of ``{"ErrorCode": ..., "ErrorMessage": ...}``. Each
-detail code is a value of botocore's enum ``WorkspaceImageErrorDetailCode``, and most of them are
-checks that the BYOL checker (the BYOLChecker PowerShell script AWS provides) also runs on the
-source VM. This module tells the requester, for each code, what is wrong and what to change on the
-VM before creating a new AMI.
+detail code is a value of botocore's enum ``WorkspaceImageErrorDetailCode``. This module tells the
+requester, for each code, what is wrong on the source VM and what to change before creating a new
+AMI, and where AWS says so.
 
-Facts are taken from the WorkSpaces Administration Guide, "Bring Your Own Windows desktop
-licenses": https://docs.aws.amazon.com/workspaces/latest/adminguide/byol-windows-images.html
-and from the API reference of ErrorDetails:
-https://docs.aws.amazon.com/workspaces/latest/api/API_ErrorDetails.html
+Where the facts come from, code by code (``CHECKS``):
+- AWS's "Common error messages and their solutions" for BYOL imports (``COMMON_ERRORS_URL``), whose
+  sections are anchored by the codes themselves;
+- AWS's "List of SysPrep error messages and error fixes" (``SYSPREP_ERRORS_URL``);
+- AWS's BYOL checker (``BYOL_CHECKER_URL``, now called the Image Compatibility Checker), whose
+  tests report some of these codes with their limits: PowerShell 4.0, free space 10 GB (20 GB with
+  Office), disk 80 GB, the local ``WorkSpaces_BYOL`` user, the licence rearm count.
+For the rest AWS publishes nothing; their explanations say so and give only a reading of the name.
 
-The tests check that ``EXPLANATIONS`` covers exactly the codes of the installed botocore, so a
-botocore upgrade that adds a code fails until it is explained here.
+The tests check that ``CHECKS`` covers exactly the codes of the installed botocore, so a botocore
+upgrade that adds a code fails until it is explained here.
 """
 
 from collections.abc import Sequence
-from typing import TypedDict
+from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
-# Codes that are about the AWS account, not the image: nothing on the VM can fix them.
-ACCOUNT_CODES = frozenset({"WorkspacesBYOLAccountNotFound", "WorkspacesBYOLAccountDisabled"})
+COMMON_ERRORS_URL = "https://docs.aws.amazon.com/workspaces/latest/adminguide/windows-images-common-errors.html"
+SYSPREP_ERRORS_URL = "https://docs.aws.amazon.com/workspaces/latest/adminguide/images-errors-sysprep.html"
+BYOL_CHECKER_URL = (
+    "https://docs.aws.amazon.com/workspaces/latest/adminguide/byol-windows-images.html"
+    "#windows_images_run_byol_checker_script"
+)
 
-EXPLANATIONS: dict[str, str] = {
-    "OutdatedPowershellVersion": (
-        "The version of Windows PowerShell on the VM is too old for the WorkSpaces import tools. "
-        "Update it to Windows PowerShell 5.1 (part of Windows Management Framework 5.1), restart, and run the "
-        "BYOL checker again before creating the AMI."
+# Every ERROR needs a new AMI or a changed request: the same request again ends the same way.
+NEXT_STEP = "revise"
+
+# Codes fixed by changing the request (its ingestion process), not the VM.
+REQUEST_CODES = frozenset({"ProtocolOSIncompatibility"})
+
+NO_AWS_DESCRIPTION = "AWS publishes no description of this check."
+
+
+@dataclass(frozen=True)
+class Check:
+    explanation: str
+    source: str = ""  # the AWS page the explanation comes from; "" where AWS publishes nothing
+
+
+def _common(anchor: str = "") -> str:
+    return f"{COMMON_ERRORS_URL}#{anchor}" if anchor else COMMON_ERRORS_URL
+
+
+def _undocumented(reading: str) -> Check:
+    return Check(f"{NO_AWS_DESCRIPTION} Going by its name alone (not AWS's words): {reading}")
+
+
+CHECKS: dict[str, Check] = {
+    "OutdatedPowershellVersion": Check(
+        "Windows PowerShell on the VM is older than version 4.0, the lowest version AWS's BYOL checker accepts. "
+        "Install Windows PowerShell 4.0 or later, restart, and run the checker again before creating the AMI.",
+        BYOL_CHECKER_URL,
     ),
-    "OfficeInstalled": (
-        "Microsoft Office is already installed on the image. Uninstall it before creating the AMI, and choose "
-        "Office in the request instead if users need it."
+    "OfficeInstalled": Check(
+        "A standalone edition of Microsoft Office (a perpetual or volume-licensed one, such as Office 2016 or "
+        "2019) is installed, and a BYOL import does not accept one. Uninstall it before creating the AMI; "
+        "Microsoft 365 Apps may stay. If users need Office from AWS, choose it in the request instead.",
+        _common("OfficeInstalled"),
     ),
-    "PCoIPAgentInstalled": (
-        "A PCoIP agent (Teradici or HP Anyware) is installed on the VM, and WorkSpaces installs its own. "
-        "Remove it in Apps and Features, restart, and create a new AMI."
+    "PCoIPAgentInstalled": Check(
+        "A Teradici PCoIP agent is installed on the VM, and the import needs a system without one. "
+        "Uninstall it, restart, and create a new AMI.",
+        _common("PCoIPAgentInstalled"),
     ),
-    "WindowsUpdatesEnabled": (
-        "Windows Update is turned on, so Windows could start installing updates while WorkSpaces prepares the "
-        "image. Turn it off by setting the Windows Update service to Disabled before creating the AMI."
+    "WindowsUpdatesEnabled": Check(
+        "The Windows Update service is still enabled, and the import needs it off. In services.msc set the "
+        "startup type of Windows Update to Disabled and stop the service, restart, and create a new AMI.",
+        _common("WindowsUpdatesEnabled"),
     ),
-    "AutoMountDisabled": (
-        "Automatic mounting of new disks is turned off, so Windows would not bring the user volume online. "
-        "Turn it back on by running diskpart as an administrator and typing 'automount enable'."
+    "AutoMountDisabled": Check(
+        "Windows is set not to mount new volumes automatically, and the import needs automount on. "
+        "As an administrator run diskpart, enter 'automount enable', and create a new AMI.",
+        _common("AutoMountDisabled"),
     ),
-    "WorkspacesBYOLAccountNotFound": (
-        "The AWS account is not set up for bring-your-own-license images, so nothing is wrong with your VM. "
-        "Ask the portal admins to enable BYOL for the account and Region, then ask for a retry."
+    "WorkspacesBYOLAccountNotFound": Check(
+        "The VM has no local Windows user named WorkSpaces_BYOL, which AWS's BYOL checker requires. This is a "
+        "user account on the VM, not your AWS account, so the same AMI can never pass: create the local user "
+        "WorkSpaces_BYOL, add it to the local Administrators group, and create a new AMI.",
+        BYOL_CHECKER_URL,
     ),
-    "WorkspacesBYOLAccountDisabled": (
-        "Bring-your-own-license images are switched off for the AWS account in this Region, which is not a "
-        "problem with your VM. Ask the portal admins to turn BYOL back on, then ask for a retry."
+    "WorkspacesBYOLAccountDisabled": Check(
+        "The local Windows user WorkSpaces_BYOL on the VM is disabled, and the import needs it enabled. It is a "
+        "user account on the VM, not your AWS account (AWS's page links to the account setting, but the check "
+        "looks at the VM), so the same AMI can never pass: enable the user, for example with "
+        "'net user WorkSpaces_BYOL /active:yes' as an administrator, and create a new AMI.",
+        _common("WorkspacesBYOLAccountDisabled"),
     ),
-    "DHCPDisabled": (
-        "A network adapter on the VM has a fixed IP address instead of getting one automatically. "
-        "Set every adapter to obtain its IP address and DNS server automatically (DHCP) before creating the AMI."
+    "DHCPDisabled": Check(
+        "A network adapter on the VM has a static IP address, and the import needs addresses assigned by DHCP. "
+        "Set every adapter to obtain its IP address automatically, then create a new AMI.",
+        _common("DHCPDisabled"),
     ),
-    "DiskFreeSpace": (
-        "The system drive (C:) has less than 20 GB of free space, which the import needs to prepare the image. "
-        "Free up space by removing unneeded programs and files or running Disk Cleanup, then create a new AMI."
+    "DiskFreeSpace": Check(
+        "Drive C: has too little free space. AWS's BYOL checker wants at least 10 GB free without Office and "
+        "20 GB when the image is to get Office from AWS, and AWS's error page asks for 20 GB. Remove programs "
+        "and files or run Disk Cleanup, then create a new AMI.",
+        _common("DiskFreeSpace"),
     ),
-    "AdditionalDrivesAttached": (
-        "More than one disk is attached to the VM, but a BYOL image must consist of the system drive alone. "
-        "Detach every other disk, move anything you need onto C:, and create the AMI again."
+    "AdditionalDrivesAttached": Check(
+        "Windows sees drives besides C:, and a BYOL image may have C: only. Remove or disconnect every other "
+        "drive, counting removable, network and virtual drives and CD/DVD drives or mounted ISO files, then "
+        "create a new AMI.",
+        _common(),
     ),
-    "OSNotSupported": (
-        "This version or edition of Windows cannot be imported as a BYOL image. "
-        "Rebuild the VM on a supported 64-bit Windows 10 or 11 Enterprise or Pro release listed in the AWS guide."
+    "OSNotSupported": Check(
+        "This Windows version or edition cannot be imported as a BYOL image: it must be a Windows 10 or "
+        "Windows 11 release that AWS supports for BYOL. Rebuild the VM on a supported release.",
+        _common("OSNotSupported"),
     ),
-    "DomainJoined": (
-        "The VM is joined to an Active Directory domain, and WorkSpaces joins each WorkSpace to the domain itself. "
-        "Remove it from the domain (move it to a workgroup), restart, and create a new AMI."
+    "DomainJoined": Check(
+        "The VM is joined to an Active Directory domain, and the import needs it unjoined. "
+        "Move it to a workgroup, restart, and create a new AMI.",
+        _common("DomainJoined"),
     ),
-    "AzureDomainJoined": (
-        "The VM is joined to Microsoft Entra ID (Azure AD), which the import does not allow. "
-        "Disconnect it (for example with 'dsregcmd /leave' as an administrator), restart, and create a new AMI."
+    "AzureDomainJoined": Check(
+        "The VM is joined to Microsoft Entra ID (Azure AD), and the import needs it unjoined. Leave Entra ID, "
+        "for example with 'dsregcmd /leave' as an administrator, restart, and create a new AMI.",
+        _common("AzureDomainJoined"),
     ),
-    "FirewallEnabled": (
-        "Windows Firewall is turned on, and it would block the WorkSpaces management traffic. "
-        "Turn it off for the domain, private and public profiles before creating the AMI."
+    "FirewallEnabled": Check(
+        "Windows Defender Firewall is on for the public profile, which the import needs off; the check looks "
+        "at the public profile only. Turn it off, for example with 'netsh advfirewall set publicprofile state "
+        "off' as an administrator, then create a new AMI.",
+        _common("FirewallEnabled"),
     ),
-    "VMWareToolsInstalled": (
-        "VMware Tools is still installed from when the VM ran on VMware, and its drivers conflict with AWS. "
-        "Uninstall it, restart, and create a new AMI."
+    "VMWareToolsInstalled": Check(
+        "VMware Tools is installed, and the import needs a system without it. "
+        "Uninstall it, restart, and create a new AMI.",
+        _common("VMWareToolsInstalled"),
     ),
-    "DiskSizeExceeded": (
-        "The system drive is larger than the 70 GB that a BYOL image may have. "
-        "Shrink the volume to 70 GB or less (or rebuild the VM on a smaller disk) before creating the AMI."
+    "DiskSizeExceeded": Check(
+        "The VM's system disk is larger than 80 GB, the most a BYOL import accepts (older AWS guidance said "
+        "70 GB). Shrink the disk below 80 GB or rebuild the VM on a smaller disk, then create a new AMI.",
+        _common("DiskSizeExceeded"),
     ),
-    "IncompatiblePartitioning": (
-        "The disk's partition layout does not suit the way the VM starts up (for example a GPT disk on a BIOS VM, "
-        "or an MBR disk on a UEFI VM). Rebuild the VM with the disk layout and boot mode the AWS guide gives "
-        "for your Windows version."
+    "IncompatiblePartitioning": Check(
+        "The disk's partition style does not fit the Windows version: Windows 10, which boots with legacy BIOS, "
+        "needs MBR partitions, and Windows 11, which boots with UEFI, needs GPT. Convert or rebuild the disk "
+        "with the right style, then create a new AMI.",
+        _common("IncompatiblePartitioning"),
     ),
-    "PendingReboot": (
-        "Windows is waiting for a restart to finish installing updates or software. "
-        "Restart the VM, repeating until the BYOL checker no longer reports a pending restart, then create the AMI."
+    "PendingReboot": Check(
+        "Windows is waiting for a restart to finish installing updates. "
+        "Install all updates and restart until none is pending, then create a new AMI.",
+        _common("PendingReboot"),
     ),
-    "AutoLogonEnabled": (
-        "Windows is set to sign a user in automatically at start-up. "
-        "Turn automatic sign-in off (set AutoAdminLogon to 0 in the Winlogon registry key) before creating the AMI."
+    "AutoLogonEnabled": Check(
+        "Windows is set to sign a user in automatically, and the import needs automatic sign-in off. Set "
+        "AutoAdminLogon to 0 under HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Winlogon, then create "
+        "a new AMI.",
+        _common("AutoLogonEnabled"),
     ),
-    "RealTimeUniversalDisabled": (
-        "Windows reads the hardware clock as local time, but AWS keeps it in UTC, so the clock would be wrong. "
-        "Set the registry value RealTimeIsUniversal to 1 (DWORD) under the TimeZoneInformation key, restart, "
-        "and create a new AMI."
+    "RealTimeUniversalDisabled": Check(
+        "Windows does not read the hardware clock as UTC, which AWS needs. Create the DWORD value "
+        "RealTimeIsUniversal = 1 under HKLM\\SYSTEM\\CurrentControlSet\\Control\\TimeZoneInformation, restart, "
+        "and create a new AMI.",
+        _common("RealTimeUniversalDisabled"),
     ),
-    "MultipleBootPartition": (
-        "The disk has more than one partition that Windows can start from. "
-        "Remove the extra boot partitions so that only one remains, then create a new AMI."
+    "MultipleBootPartition": Check(
+        "The disk has more than one bootable partition, and the import allows one. Remove the extra boot "
+        "entries (msconfig, Boot tab), or repair the boot record with 'bootrec /fixmbr' from Windows recovery, "
+        "then create a new AMI.",
+        _common("MultipleBootPartition"),
     ),
-    "Requires64BitOS": (
-        "The VM runs a 32-bit edition of Windows, and WorkSpaces only accepts 64-bit Windows. "
-        "Rebuild the VM from 64-bit installation media."
+    "Requires64BitOS": Check(
+        "The VM runs 32-bit Windows, and a BYOL image must be 64-bit. Rebuild the VM with 64-bit Windows.",
+        _common("Requires64BitOS"),
     ),
-    "ZeroRearmCount": (
-        "Windows has no licence 'rearm' attempts left, which Sysprep needs to generalize the image, and the count "
-        "cannot be reset. Build a new VM from fresh installation media and avoid running Sysprep on it yourself."
+    "ZeroRearmCount": Check(
+        "Windows on the VM has no licence rearms left (a rearm count of 0), and AWS's BYOL checker requires at "
+        "least one. Check the count with 'cscript C:\\Windows\\System32\\slmgr.vbs /dlv', start again from a VM "
+        "whose count is above 0, such as a fresh installation, and create a new AMI from it.",
+        BYOL_CHECKER_URL,
     ),
-    "InPlaceUpgrade": (
-        "The VM was upgraded in place from an earlier version of Windows, which WorkSpaces cannot import. "
-        "Install Windows afresh on a new VM instead of upgrading, then set it up again."
+    "InPlaceUpgrade": Check(
+        "Windows on the VM was upgraded in place from an earlier version, which the import does not accept. "
+        "Install Windows afresh on a new VM (cumulative and security updates are fine), set it up again, and "
+        "create a new AMI.",
+        _common("InPlaceUpgrade"),
     ),
-    "AntiVirusInstalled": (
-        "Antivirus software other than the built-in Microsoft Defender is installed and can block the import. "
-        "Uninstall it before creating the AMI; you can install it on the WorkSpaces afterwards."
+    "AntiVirusInstalled": Check(
+        "Antivirus software other than Microsoft Defender is installed, and the import needs it removed. "
+        "Uninstall it (AWS's BYOL checker names the product it found), then create a new AMI.",
+        _common("AntiVirusInstalled"),
     ),
-    "UEFINotSupported": (
-        "The VM starts up with UEFI, which is not supported for this Windows version or ingestion process. "
-        "Rebuild it to start with legacy BIOS, or check with the AWS guide which boot mode your Windows version needs."
+    "UEFINotSupported": Check(
+        "The VM runs Windows 10 and boots with UEFI, but a Windows 10 BYOL image must boot with legacy BIOS "
+        "(it is Windows 11 that needs UEFI). Rebuild the Windows 10 VM to boot with legacy BIOS from an MBR "
+        "disk, then create a new AMI.",
+        _common("UEFINotSupported"),
     ),
-    "UnknownError": (
-        "AWS hit a problem it could not put a name to while checking the image. "
-        "Read the AWS message shown next to it, run the BYOL checker on the VM, and contact the portal admins "
-        "if everything passes."
+    "UnknownError": _undocumented(
+        "AWS could not tell what went wrong. Read the AWS message shown with it and run AWS's BYOL checker on "
+        "the VM; if every test passes, ask the portal admins to raise it with AWS Support."
     ),
-    "AppXPackagesInstalled": (
-        "Some Microsoft Store (AppX) apps are installed for a single user only, which makes Sysprep fail. "
-        "Remove those apps for that user with Remove-AppxPackage, or sign in as them and uninstall the apps."
+    "AppXPackagesInstalled": Check(
+        "Microsoft Store (AppX) packages are still installed for some users, which makes Sysprep fail. AWS "
+        "removes such packages and retries on its own, so this failure means they must go by hand: remove them "
+        "with Remove-AppxPackage, then create a new AMI.",
+        f"{SYSPREP_ERRORS_URL}#AppXInstalled",
     ),
-    "ReservedStorageInUse": (
-        "Windows reserved storage is turned on and holding space for updates, which blocks image preparation. "
-        "Turn it off with 'DISM /Online /Set-ReservedStorageState /State:Disabled', restart, and create a new AMI."
+    "ReservedStorageInUse": Check(
+        "Windows reserved storage is on, which blocks image preparation. After installing all updates and "
+        "restarting, turn it off as an administrator with 'DISM.exe /Online /Set-ReservedStorageState "
+        "/State:Disabled' (it refuses while updates are still being serviced: wait and try again), restart, "
+        "and create a new AMI.",
+        f"{SYSPREP_ERRORS_URL}#ReserveStorageInUse",
     ),
-    "AdditionalDrivesPresent": (
-        "Windows can see drives besides C:, such as a second partition, a mapped network drive or a mounted ISO. "
-        "Remove or disconnect them so that only C: remains, then create a new AMI."
+    "AdditionalDrivesPresent": _undocumented(
+        "Windows sees drives other than C:. A BYOL image may have C: only (see AdditionalDrivesAttached), so "
+        "remove or disconnect the others."
     ),
-    "WindowsUpdatesRequired": (
-        "Windows is missing updates that must be installed before WorkSpaces can prepare the image. "
-        "Install all available updates and restart, then turn Windows Update off again before creating the AMI."
+    "WindowsUpdatesRequired": _undocumented(
+        "updates must be installed first. Install all available updates and restart until none is pending, "
+        "then turn the Windows Update service off again (see WindowsUpdatesEnabled)."
     ),
-    "SysPrepFileMissing": (
-        "Files that Sysprep needs are missing from the Windows folder (for example in C:\\Windows\\System32\\Sysprep). "
-        "Repair Windows (for example with 'sfc /scannow') or rebuild the VM, then create a new AMI."
+    "SysPrepFileMissing": _undocumented(
+        "a file that Sysprep needs is missing. Check that C:\\Windows\\System32\\Sysprep is intact, repair "
+        "Windows (for example with 'sfc /scannow') or rebuild the VM."
     ),
-    "UserProfileMissing": (
-        "Windows lists a user profile whose folder is missing or damaged, which makes Sysprep fail. "
-        "Delete that profile under System Properties, User Profiles (or remove its leftover registry entry)."
+    "UserProfileMissing": _undocumented(
+        "Windows lists a user profile whose folder is missing. "
+        "Delete that profile under System Properties, Advanced, User Profiles."
     ),
-    "InsufficientDiskSpace": (
-        "There is not enough free disk space for WorkSpaces to finish preparing the image. "
-        "Delete unneeded files and programs, empty the Recycle Bin and run Disk Cleanup before creating the AMI."
+    "InsufficientDiskSpace": _undocumented(
+        "there is not enough free disk space to prepare the image. "
+        "Free up space on C: (see DiskFreeSpace for the amounts AWS's BYOL checker wants)."
     ),
-    "EnvironmentVariablesPathMissingEntries": (
-        "The system PATH variable lacks standard Windows folders such as %SystemRoot%\\system32 and the "
-        "WindowsPowerShell folder. Add them back under System Properties, Environment Variables, then create a new AMI."
+    "EnvironmentVariablesPathMissingEntries": _undocumented(
+        "the system PATH variable lacks standard Windows folders. Make sure it contains C:\\Windows\\System32 "
+        "and C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\, then restart."
     ),
-    "DomainAccountServicesFound": (
-        "Some Windows services run under a domain user account, which will not exist once the image is prepared. "
-        "Change them to a built-in account such as Local System, or remove them, before creating the AMI."
+    "DomainAccountServicesFound": _undocumented(
+        "some Windows services log on with a domain account. "
+        "Change them to a local account such as Local System, or remove them."
     ),
-    "InvalidIp": (
-        "The VM's network settings hold an IP address WorkSpaces cannot use, such as a fixed address or one in the "
-        "ranges reserved for its management network. Remove fixed addresses and let every adapter use DHCP."
+    "InvalidIp": _undocumented(
+        "an IP address setting on the VM is not acceptable. Check that every network adapter gets its address "
+        "from DHCP and keeps no fixed address (see DHCPDisabled)."
     ),
-    "RemoteDesktopServicesDisabled": (
-        "The Remote Desktop Services service is disabled, and WorkSpaces needs it. "
-        "Set its startup type back to Manual or Automatic in the Services console before creating the AMI."
+    "RemoteDesktopServicesDisabled": _undocumented(
+        "the Remote Desktop Services service is disabled. Set its startup type to Manual or Automatic."
     ),
-    "WindowsModulesInstallerDisabled": (
-        "The Windows Modules Installer service is disabled, so Windows cannot install the components the import "
-        "adds. Set its startup type to Manual in the Services console before creating the AMI."
+    "WindowsModulesInstallerDisabled": _undocumented(
+        "the Windows Modules Installer service is disabled. Set its startup type to Manual."
     ),
-    "AmazonSsmAgentEnabled": (
-        "The Amazon SSM Agent is installed and running on the VM, and it gets in the way of the import. "
-        "Stop the service and set it to Disabled (or uninstall the agent) before creating the AMI."
+    "AmazonSsmAgentEnabled": _undocumented(
+        "the Amazon SSM Agent service is running. Stop it and set its startup type to Disabled."
     ),
-    "UnsupportedSecurityProtocol": (
-        "Windows is configured so it cannot use the secure connection protocol (TLS 1.2) that the import needs. "
-        "Turn TLS 1.2 back on by undoing the hardening setting or policy that switched it off."
+    "UnsupportedSecurityProtocol": _undocumented(
+        "Windows is set up with security protocols the import cannot use. "
+        "Check that TLS 1.2 is enabled and that no hardening policy turned it off."
     ),
-    "MultipleUserProfiles": (
-        "The VM has more than one user profile, and the import expects only the account you prepared it with. "
-        "Delete the other profiles under System Properties, User Profiles before creating the AMI."
+    "MultipleUserProfiles": _undocumented(
+        "the VM has more user profiles than the import allows. "
+        "Delete the profiles you do not need under System Properties, Advanced, User Profiles."
     ),
-    "StagedAppxPackage": (
-        "A Microsoft Store (AppX) app is staged on the VM but not installed for any user, which makes Sysprep fail. "
+    "StagedAppxPackage": _undocumented(
+        "a Microsoft Store (AppX) package is staged but not installed for any user, which can make Sysprep fail. "
         "Remove it with Remove-AppxPackage -AllUsers, or its provisioned copy with Remove-AppxProvisionedPackage."
     ),
-    "UnsupportedOsUpgrade": (
-        "Windows was moved to a newer feature version (for example Windows 11 23H2 to 24H2), which is not supported. "
-        "Install the Windows version you want afresh on a new VM; ordinary monthly updates are fine."
+    "UnsupportedOsUpgrade": _undocumented(
+        "Windows was moved to a newer feature release in a way the import does not support. "
+        "Install the release you want afresh on a new VM."
     ),
-    "InsufficientRearmCount": (
-        "Windows has too few licence 'rearm' attempts left for Sysprep to prepare the image. "
-        "Build a new VM from fresh installation media and do not run Sysprep on it before importing."
+    "InsufficientRearmCount": _undocumented(
+        "Windows has too few licence rearms left. Check with 'cscript C:\\Windows\\System32\\slmgr.vbs /dlv' and "
+        "start again from a VM with rearms left (see ZeroRearmCount)."
     ),
-    "ProtocolOSIncompatibility": (
-        "The streaming protocol of the chosen ingestion process does not work with this Windows version (for "
-        "example PCoIP with Windows 11). Nothing needs changing on the VM: ask for a retry with a matching process."
+    "ProtocolOSIncompatibility": Check(
+        "The streaming protocol of the chosen ingestion process does not support this image's Windows version, "
+        "for example PCoIP with Windows 11. Nothing on the VM needs to change: revise this request with an "
+        "ingestion process whose protocol suits the Windows version (for Windows 11 one ending in _WSP or "
+        "_BYOP); the same AMI can be used.",
+        _common(),
     ),
-    "MemoryIntegrityIncompatibility": (
-        "Memory integrity (Core isolation in Windows Security) is turned on, and WorkSpaces cannot run with it. "
-        "Turn it off under Windows Security, Device security, Core isolation, restart, and create a new AMI."
+    "MemoryIntegrityIncompatibility": Check(
+        "Memory integrity is on together with Credential Guard and locked in UEFI ('Enabled with UEFI lock'), "
+        "so the import cannot switch it off, and turning it off in Windows Security alone leaves the lock in "
+        "place. Follow Microsoft's steps to disable Credential Guard with UEFI lock, which clear the setting "
+        "stored in UEFI, or build a VM without the lock, then create a new AMI.",
+        _common(),
     ),
-    "RestrictedDriveLetterInUse": (
-        "A drive letter that WorkSpaces keeps for itself, such as D: for the user volume, is already in use. "
-        "Give that drive (often a DVD drive) another letter in Disk Management or remove it, then create a new AMI."
+    "RestrictedDriveLetterInUse": Check(
+        "Drive letter D: is in use, but WorkSpaces keeps D: for itself. Give that drive (a second partition, a "
+        "DVD drive or a mapped drive) another letter in Disk Management or remove it, then create a new AMI.",
+        _common(),
     ),
 }
+
+EXPLANATIONS: dict[str, str] = {code: check.explanation for code, check in CHECKS.items()}
+SOURCES: dict[str, str] = {code: check.source for code, check in CHECKS.items()}
 
 # For a code this module does not know yet; ``{code}`` is replaced with the code.
 FALLBACK = (
@@ -227,11 +305,32 @@ FALLBACK = (
     "went wrong, and contact the portal admins if it does not make clear what to change."
 )
 
+MSG_NO_DETAILS = (
+    "AWS could not import the image: {reason}. Read the AWS message below. Fix what it names on the source VM, "
+    "run AWS's BYOL checker on the VM and create a new AMI, then revise this request with the new AMI (or with "
+    "whatever else the message says to change). The revision goes back for approval."
+)
+MSG_FAILED_CHECKS = "AWS could not import the image: it failed {checks} ({codes})."
+MSG_FIX_THE_VM = (
+    " Each problem is explained below with what to change on the source VM. Fix them all on the VM, run AWS's "
+    "BYOL checker (now called the Image Compatibility Checker) on it until every test passes, create a new AMI, "
+    "then revise this request with the new AMI. The revision goes back for approval."
+)
+MSG_FIX_THE_REQUEST_ONLY = (
+    " Nothing on the VM needs to change: revise this request with an ingestion process whose streaming protocol "
+    "suits the image's Windows version; the same AMI can be used. The revision goes back for approval."
+)
+MSG_ALSO_FIX_THE_REQUEST = (
+    " In the revision, also choose an ingestion process whose streaming protocol suits the image's Windows version."
+)
+
 
 class DetailExplanation(TypedDict):
     code: str
     aws_message: str
     explanation: str
+    source: str
+    documented: bool
 
 
 class ImageErrorExplanation(TypedDict):
@@ -239,6 +338,8 @@ class ImageErrorExplanation(TypedDict):
     error_code: str
     aws_message: str
     details: list[DetailExplanation]
+    next_step: str
+    checker: NotRequired[str]
 
 
 def explain(code: str) -> str:
@@ -246,27 +347,29 @@ def explain(code: str) -> str:
     return EXPLANATIONS.get(code) or FALLBACK.format(code=code)
 
 
+def _explain_detail(detail: dict[str, str]) -> DetailExplanation:
+    code = detail.get("ErrorCode", "")
+    source = SOURCES.get(code, "")
+    return {
+        "code": code,
+        "aws_message": detail.get("ErrorMessage", ""),
+        "explanation": explain(code),
+        "source": source,
+        "documented": bool(source),
+    }
+
+
 def _summary(*, error_code: str, error_message: str, codes: Sequence[str]) -> str:
     if not codes:
         reason = error_message.strip().rstrip(".") or error_code or "AWS gave no reason"
-        return (
-            f"AWS could not import the image: {reason}. Read the AWS message below, fix the problem on the source "
-            "VM, run the BYOL checker on it, and create a new AMI; then ask for a retry with the new AMI, or ask "
-            "for a retry once the problem is fixed if it was not in the image."
-        )
+        return MSG_NO_DETAILS.format(reason=reason)
     checks = "1 check" if len(codes) == 1 else f"{len(codes)} checks"
-    message = f"AWS could not import the image: it failed {checks} ({', '.join(codes)})."
-    if all(code in ACCOUNT_CODES for code in codes):
-        return (
-            f"{message} The problem is with the AWS account, not your image: the portal admins must fix it, and "
-            "then you can ask for a retry with the same AMI."
-        )
-    message += (
-        " Each problem is explained below with what to change on the source VM. Fix them all, run the BYOL "
-        "checker on the VM, create a new AMI from it and ask for a retry with the new AMI."
-    )
-    if any(code in ACCOUNT_CODES for code in codes):
-        message += " Some problems are with the AWS account, not the image: the portal admins must fix those first."
+    message = MSG_FAILED_CHECKS.format(checks=checks, codes=", ".join(codes))
+    if all(code in REQUEST_CODES for code in codes):
+        return message + MSG_FIX_THE_REQUEST_ONLY
+    message += MSG_FIX_THE_VM
+    if any(code in REQUEST_CODES for code in codes):
+        message += MSG_ALSO_FIX_THE_REQUEST
     return message
 
 
@@ -275,18 +378,14 @@ def explain_image_error(*, error_code: str, error_message: str, details: list[di
 
     ``details`` is AWS's ``ErrorDetails``: a list of ``{"ErrorCode": ..., "ErrorMessage": ...}``.
     """
-    explained: list[DetailExplanation] = [
-        {
-            "code": detail.get("ErrorCode", ""),
-            "aws_message": detail.get("ErrorMessage", ""),
-            "explanation": explain(detail.get("ErrorCode", "")),
-        }
-        for detail in details
-    ]
-    codes = [d["code"] for d in explained]
-    return {
-        "message": _summary(error_code=error_code, error_message=error_message, codes=codes),
+    explained = [_explain_detail(detail) for detail in details]
+    result: ImageErrorExplanation = {
+        "message": _summary(error_code=error_code, error_message=error_message, codes=[d["code"] for d in explained]),
         "error_code": error_code,
         "aws_message": error_message,
         "details": explained,
+        "next_step": NEXT_STEP,
     }
+    if explained:
+        result["checker"] = BYOL_CHECKER_URL
+    return result

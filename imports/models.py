@@ -120,6 +120,14 @@ class ImportRequest(models.Model):
 
     aws_image_id = models.CharField("WorkSpaces image id", max_length=32, blank=True)
     failure = models.JSONField(default=dict, blank=True)
+    # The failures of earlier attempts, oldest first ({"failure": {...}, "version": n, "at": iso}),
+    # so that what went wrong stays in sight while the next attempt runs.
+    earlier_failures = models.JSONField(
+        default=list, blank=True, db_default=models.Value([], output_field=models.JSONField())
+    )
+    # A failed image this request made, to be deleted from WorkSpaces before the next import
+    # (it holds the name and a slot of the account's image quota).
+    stale_image_id = models.CharField(max_length=32, blank=True, default="", db_default="")
     # The latest pre-flight checks: {"version": n, "ran_at": iso, "passed": bool, "checks": [...]}.
     preflight = models.JSONField(default=dict, blank=True)
     # ImportWorkspaceImage calls made since the last approval: more than none means an earlier
@@ -196,7 +204,7 @@ class ImportRequest(models.Model):
 
     @property
     def warnings(self) -> list[str]:
-        return rules.warnings_for(ingestion_process=self.ingestion_process)
+        return rules.warnings_for(ingestion_process=self.ingestion_process, office=self.office)
 
     def aws_parameters(self) -> dict[str, Any]:
         """The ImportWorkspaceImage parameters this request asks for, before the portal's own tags."""
@@ -225,10 +233,12 @@ class EventAction(models.TextChoices):
     REQUEST_CHANGES = "request_changes", "Sent back for changes"
     CANCEL = "cancel", "Cancelled"
     RETRY = "retry", "Retried the import"
+    REVISE = "revise", "Revised after a failed import"
     # Driven by the worker, never by a person.
     CLAIM = "claim", "Claimed for import"
     AWS_ACCEPTED = "aws_accepted", "Accepted by AWS"
     AWS_REFUSED = "aws_refused", "Refused by AWS"
+    IMPORT_STOPPED = "import_stopped", "Stopped before anything was sent to AWS"
     IMAGE_AVAILABLE = "image_available", "Image available"
     IMAGE_FAILED = "image_failed", "Image import failed"
     # Events that record a step without changing the state.
@@ -237,6 +247,7 @@ class EventAction(models.TextChoices):
     IMPORT_RETRY = "import_retry", "Import will be tried again"
     RECLAIM = "reclaim", "Import attempt resumed"
     IMAGE_STALLED = "image_stalled", "Import is taking unusually long"
+    IMAGE_DELETED = "image_deleted", "Deleted the failed image of an earlier attempt"
 
 
 class RequestEvent(models.Model):

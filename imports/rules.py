@@ -103,7 +103,21 @@ MSG_WIN11_WSP_REGULAR_OFFICE = (
     "Windows 11 with a non-GPU WSP process supports only Microsoft Office 2019: pick Office 2019 or no Office."
 )
 MSG_WIN11_WSP_GPU_OFFICE = "Windows 11 with a GPU WSP process cannot include Office: choose 'No Office'."
-MSG_G4DN_OFFICE = "Graphics.g4dn images support only Microsoft Office 2019: pick Office 2019 or no Office."
+# A warning, not a rule: no AWS page found says Graphics.g4dn images take only Office 2019 (the API
+# reference restricts Office only for Windows 11 with WSP). Searched: the ImportWorkspaceImage API
+# reference and the BYOL pages of the WorkSpaces admin guide.
+MSG_G4DN_OFFICE_2016 = (
+    "AWS publishes nothing on Microsoft Office 2016 with Graphics.g4dn images, which the portal used to refuse: "
+    "if the import fails, try Office 2019 or no Office."
+)
+# https://learn.microsoft.com/en-us/deployoffice/endofsupport/resources and
+# https://support.microsoft.com/office/end-of-support-for-office-2016-and-office-2019-818c68bc-d5e5-47e5-b52f-ddf636cf8e16
+OFFICE_END_OF_SUPPORT = "14 October 2025"
+MSG_OFFICE_END_OF_SUPPORT = (
+    "Microsoft ended support for {office} on "
+    + OFFICE_END_OF_SUPPORT
+    + ": it gets no more security updates. Consider 'No Office' here and Microsoft 365 Apps on the image instead."
+)
 MSG_END_OF_LIFE = (
     "{process} imports into Graphics or GraphicsPro bundles, which AWS has retired: "
     "consider a Graphics.g4dn process instead."
@@ -167,14 +181,21 @@ def combination_violations(
             violations.append(Violation("office", MSG_WIN11_WSP_GPU_OFFICE))
         elif office != OFFICE_2019:
             violations.append(Violation("office", MSG_WIN11_WSP_REGULAR_OFFICE))
-    elif process.g4dn and office and office != OFFICE_2019:
-        violations.append(Violation("office", MSG_G4DN_OFFICE))
     return violations
 
 
-def warnings_for(*, ingestion_process: str) -> list[str]:
+def office_label(office: str) -> str:
+    return dict(OFFICE_CHOICES).get(office, office)
+
+
+def warnings_for(*, ingestion_process: str, office: str = "") -> list[str]:
     """Advice that does not block a request."""
     process = INGESTION_PROCESSES.get(ingestion_process)
+    warnings = []
     if process is not None and process.end_of_life:
-        return [MSG_END_OF_LIFE.format(process=process.value)]
-    return []
+        warnings.append(MSG_END_OF_LIFE.format(process=process.value))
+    if office in (OFFICE_2016, OFFICE_2019):
+        warnings.append(MSG_OFFICE_END_OF_SUPPORT.format(office=office_label(office)))
+    if process is not None and process.g4dn and office == OFFICE_2016:
+        warnings.append(MSG_G4DN_OFFICE_2016)
+    return warnings

@@ -28,6 +28,10 @@ from imports.workflow import Action
 PAGE_SIZE = 25
 MSG_SUBMITTED = "{reference} was submitted. An approver has been told."
 MSG_RESUBMITTED = "{reference} was saved and goes back to the approvers."
+MSG_REVISED = (
+    "{reference} was revised and goes back to the approvers; once approved, the new version is imported "
+    "(after the failed image is deleted)."
+)
 MSG_ACTION_DONE = {
     Action.APPROVE: "{reference} is approved; the import will start shortly.",
     Action.REJECT: "{reference} is rejected; the requester has been told.",
@@ -102,9 +106,11 @@ def request_create(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 def request_edit(request: HttpRequest, pk: int) -> HttpResponse:
     import_request = _visible_or_404(request, pk)
-    if not workflow.may(request.user, Action.EDIT, import_request):
+    # A failed request is revised, any other editable one edited: one form, two workflow verbs.
+    action = Action.REVISE if import_request.state == ImportRequest.State.FAILED else Action.EDIT
+    if not workflow.may(request.user, action, import_request):
         raise PermissionDenied(workflow.MSG_NOT_ALLOWED)
-    if import_request.state not in workflow.TRANSITIONS[Action.EDIT].sources:
+    if import_request.state not in workflow.TRANSITIONS[action].sources:
         messages.error(
             request,
             MSG_NOT_EDITABLE.format(
@@ -118,8 +124,9 @@ def request_edit(request: HttpRequest, pk: int) -> HttpResponse:
     version = DecisionForm(data or {"version": import_request.version})
     if data is not None and all([form.is_valid(), tags.is_valid(), version.is_valid()]):
         fields = {name: form.cleaned_data[name] for name in form.Meta.fields} | {"tags": tags.tags()}
+        verb = workflow.revise_request if action == Action.REVISE else workflow.edit_request
         try:
-            workflow.edit_request(
+            verb(
                 request_id=pk,
                 actor=request.user,
                 fields=fields,
@@ -130,11 +137,18 @@ def request_edit(request: HttpRequest, pk: int) -> HttpResponse:
         except workflow.WorkflowError as exc:
             messages.error(request, exc.message)
         else:
-            messages.success(request, MSG_RESUBMITTED.format(reference=import_request.reference))
+            done = MSG_REVISED if action == Action.REVISE else MSG_RESUBMITTED
+            messages.success(request, done.format(reference=import_request.reference))
             return redirect("request_detail", pk=pk)
     elif data is not None:
         messages.error(request, MSG_CHECK_FORM)
-    context = {"form": form, "tags": tags, "import_request": import_request, "version": import_request.version}
+    context = {
+        "form": form,
+        "tags": tags,
+        "import_request": import_request,
+        "version": import_request.version,
+        "revising": action == Action.REVISE,
+    }
     return render(request, "imports/request_form.html", context, status=200 if data is None else 400)
 
 
@@ -153,18 +167,34 @@ def _render_detail(
     checks_pending = import_request.state in workflow.TRANSITIONS[Action.PREFLIGHT].sources and not (
         import_request.preflight_is_current
     )
+    events = list(selectors.history(import_request))
     context = {
         "import_request": import_request,
-        "events": selectors.history(import_request),
+        "events": events,
+        "image_update": _image_update(import_request, events),
         "actions": actions,
         "decision": decision,
         "parameters": import_request.aws_parameters(),
         "checks_pending": checks_pending,
         "live": checks_pending or import_request.state in LIVE_STATES,
         "waiting": _waiting(import_request),
+        "earlier_failures": [
+            {**earlier, "at": datetime.fromisoformat(earlier["at"])}
+            for earlier in reversed(import_request.earlier_failures)
+        ],
         "next_attempt_iso": import_request.next_attempt_at.isoformat() if import_request.next_attempt_at else "",
     }
     return render(request, "imports/request_detail.html", context, status=status)
+
+
+def _image_update(import_request: ImportRequest, events: list[RequestEvent]) -> dict[str, Any] | None:
+    """What AWS said about updates for the image when it became available (Updates in
+    DescribeWorkspaceImages), if it has one."""
+    if import_request.state != ImportRequest.State.AVAILABLE:
+        return None
+    available = next((e for e in reversed(events) if e.action == Action.IMAGE_AVAILABLE), None)
+    image = available.data.get("image", {}) if available else {}
+    return image if image.get("update_available") else None
 
 
 def _waiting(import_request: ImportRequest) -> dict[str, Any] | None:

@@ -52,6 +52,10 @@ MSG_PREFLIGHT_FAILED = (
     "the checks again once the problem is fixed."
 )
 MSG_LEASE_HELD = "Another worker is importing {reference} right now."
+MSG_RETRY_CANNOT_WORK = (
+    "Retrying would fail the same way: the request itself must change. The requester can revise it "
+    "(a new AMI, say), and it comes back for approval."
+)
 MSG_WRONG_STATE = "{reference} is {state}, so it cannot be {verb} now. Nothing was changed."
 MSG_ALREADY_DECIDED = "{reference} was already {state} by {who} at {when}. Nothing was changed."
 
@@ -74,9 +78,11 @@ TRANSITIONS: dict[Action, Transition] = {
     Action.REQUEST_CHANGES: Transition((State.SUBMITTED,), State.CHANGES_REQUESTED, "sent back for changes"),
     Action.CANCEL: Transition((State.SUBMITTED, State.CHANGES_REQUESTED, State.APPROVED), State.CANCELLED, "cancelled"),
     Action.RETRY: Transition((State.FAILED,), State.APPROVED, "retried"),
+    Action.REVISE: Transition((State.FAILED,), State.SUBMITTED, "revised"),
     Action.CLAIM: Transition((State.APPROVED,), State.SUBMITTING, "claimed for import"),
     Action.AWS_ACCEPTED: Transition((State.SUBMITTING,), State.IMPORTING, "marked as importing"),
     Action.AWS_REFUSED: Transition((State.SUBMITTING,), State.FAILED, "marked as refused by AWS"),
+    Action.IMPORT_STOPPED: Transition((State.SUBMITTING,), State.FAILED, "stopped"),
     Action.IMAGE_AVAILABLE: Transition((State.IMPORTING,), State.AVAILABLE, "marked as available"),
     Action.IMAGE_FAILED: Transition((State.IMPORTING,), State.FAILED, "marked as failed"),
     Action.PREFLIGHT: Transition((State.SUBMITTED, State.CHANGES_REQUESTED, State.APPROVED), None, "checked"),
@@ -84,9 +90,10 @@ TRANSITIONS: dict[Action, Transition] = {
     Action.IMPORT_RETRY: Transition((State.SUBMITTING,), None, "rescheduled"),
     Action.RECLAIM: Transition((State.SUBMITTING,), None, "taken over"),
     Action.IMAGE_STALLED: Transition((State.IMPORTING,), None, "flagged as stalled"),
+    Action.IMAGE_DELETED: Transition((State.SUBMITTING,), None, "cleaned up"),
 }
 
-REQUESTER_ACTIONS = frozenset({Action.EDIT, Action.CANCEL})
+REQUESTER_ACTIONS = frozenset({Action.EDIT, Action.REVISE, Action.CANCEL})
 APPROVER_ACTIONS = frozenset({Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES, Action.RETRY})
 COMMENT_REQUIRED = frozenset({Action.REJECT, Action.REQUEST_CHANGES})
 DECISIONS = (Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES, Action.CANCEL)
@@ -140,7 +147,9 @@ def available_actions(user: AbstractBaseUser, request: ImportRequest) -> list[Ac
     return [
         action
         for action in (*REQUESTER_ACTIONS, *APPROVER_ACTIONS)
-        if request.state in TRANSITIONS[action].sources and may(user, action, request)
+        if request.state in TRANSITIONS[action].sources
+        and may(user, action, request)
+        and (action != Action.RETRY or may_retry(request))
     ]
 
 
@@ -358,24 +367,80 @@ def cancel_request(*, request_id: int, actor: AbstractBaseUser, comment: str = "
     return _transition(request_id=request_id, action=Action.CANCEL, actor=actor, comment=comment)
 
 
+# A failure's `next_step` says what can make the next attempt work: a new version of the request
+# ("revise"), the same one again ("retry"), or the same one once an admin fixed the target
+# ("fix_target"). Retrying is offered only where it can succeed.
+RETRYABLE_NEXT_STEPS = frozenset({"retry", "fix_target"})
+
+
+def may_retry(request: ImportRequest) -> bool:
+    return request.failure.get("next_step", "retry") in RETRYABLE_NEXT_STEPS
+
+
+def _ensure_retry_can_work(request: ImportRequest) -> None:
+    if not may_retry(request):
+        raise WorkflowError(MSG_RETRY_CANNOT_WORK)
+
+
+def _next_attempt(request: ImportRequest) -> dict[str, Any]:
+    """What a new attempt starts from: the failure kept in sight, the failed image marked for
+    deletion, the import's own fields cleared."""
+    earlier = {"failure": request.failure, "version": request.version, "at": timezone.now().isoformat()}
+    return {
+        **_ATTEMPT_OVER,
+        "earlier_failures": [*request.earlier_failures, earlier],
+        "stale_image_id": request.aws_image_id or request.stale_image_id,
+        "failure": {},
+        "aws_image_id": "",
+        "import_calls": 0,
+        "import_started_at": None,
+        "stalled_at": None,
+        "dispatched_at": None,
+    }
+
+
 def retry_import(*, request_id: int, actor: AbstractBaseUser, comment: str = "") -> ImportRequest:
-    """Send a failed request back to `approved` so the worker imports it again."""
+    """Send a failed request back to `approved` so the worker imports it again, when what failed
+    was not the request itself (AWS kept failing, the target was fixed, the quota freed)."""
     return _transition(
         request_id=request_id,
         action=Action.RETRY,
         actor=actor,
         comment=comment,
-        changes=lambda request: {
-            **_ATTEMPT_OVER,
-            "failure": {},
-            "aws_image_id": "",
-            "import_calls": 0,
-            "import_started_at": None,
-            "stalled_at": None,
-            "dispatched_at": None,
-        },
+        check=_ensure_retry_can_work,
+        changes=_next_attempt,
         data=_request_snapshot,
         after_commit=lambda request, event: dispatch.publish("import_request", (request.pk,), request_id=request.pk),
+    )
+
+
+def revise_request(
+    *, request_id: int, actor: AbstractBaseUser, fields: dict[str, Any], expected_version: int
+) -> ImportRequest:
+    """The requester's way out of a failed import: a new version of the same request (a new AMI,
+    say), which goes back to approval. Its failure stays in sight and the failed image is deleted
+    before the new version is imported."""
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not request fields: {sorted(unknown)}")
+    before: dict[str, Any] = {}
+
+    def changes(request: ImportRequest) -> dict[str, Any]:
+        before.update(_request_snapshot(request))
+        return {**_next_attempt(request), **fields, "version": request.version + 1, "approver": None}
+
+    def after_commit(request: ImportRequest, event: RequestEvent) -> None:
+        notifications.request_awaits_decision(request, event)
+        dispatch.publish("run_preflight_checks", (request.pk, request.version), request_id=request.pk)
+
+    return _transition(
+        request_id=request_id,
+        action=Action.REVISE,
+        actor=actor,
+        expected_version=expected_version,
+        changes=changes,
+        data=lambda request: {"before": before, "after": _request_snapshot(request)},
+        after_commit=after_commit,
     )
 
 
@@ -570,16 +635,34 @@ def record_import_accepted(
 
 
 def record_import_refused(
-    *, request_id: int, lease_token: str, failure: dict[str, Any], data: dict[str, Any]
+    *, request_id: int, lease_token: str, failure: dict[str, Any], data: dict[str, Any], sent: bool = True
 ) -> ImportRequest:
+    """The attempt failed: refused by AWS (`sent`), or stopped by the portal before anything was
+    sent; the history says which."""
     return _transition(
         request_id=request_id,
-        action=Action.AWS_REFUSED,
+        action=Action.AWS_REFUSED if sent else Action.IMPORT_STOPPED,
         actor=None,
         guard=Q(lease_token=lease_token),
         changes=lambda request: {**_ATTEMPT_OVER, "failure": failure},
         data={**data, "failure": failure},
         after_commit=notifications.import_finished,
+    )
+
+
+def mark_stale_image(*, request_id: int, lease_token: str, image_id: str) -> bool:
+    """A failed image of this request from before this attempt turned up: delete it before going on."""
+    return _held(request_id, lease_token).update(stale_image_id=image_id) == 1
+
+
+def record_image_deleted(*, request_id: int, lease_token: str, image_id: str) -> ImportRequest:
+    return _transition(
+        request_id=request_id,
+        action=Action.IMAGE_DELETED,
+        actor=None,
+        guard=Q(lease_token=lease_token, stale_image_id=image_id),
+        changes=lambda request: {"stale_image_id": ""},
+        data={"aws_image_id": image_id},
     )
 
 

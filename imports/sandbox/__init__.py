@@ -5,7 +5,15 @@ management command can all start it. See PRODUCT.md section 11.
 """
 
 from .client import control_sandbox
-from .seed import DEFAULT_REGION, ERROR_DETAILS_TAG, PARTNER_ACCOUNT_ID, SEED_IMAGES, SEED_TAG, seed_images
+from .seed import (
+    DEFAULT_REGION,
+    ERROR_DETAILS_TAG,
+    PARTNER_ACCOUNT_ID,
+    SEED_IMAGES,
+    SEED_TAG,
+    UPDATE_AVAILABLE_TAG,
+    seed_images,
+)
 from .server import DEFAULT_HOST, DEFAULT_IMPORT_DELAY, DEFAULT_PORT, SandboxHandle, start_sandbox
 
 SANDBOX_ACCOUNT_ID = "123456789012"  # moto's default account
@@ -20,6 +28,7 @@ __all__ = [
     "SANDBOX_ACCOUNT_ID",
     "SEED_IMAGES",
     "SEED_TAG",
+    "UPDATE_AVAILABLE_TAG",
     "SandboxHandle",
     "control_sandbox",
     "seed_images",

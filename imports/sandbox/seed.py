@@ -4,10 +4,12 @@ Windows-ness: in moto 5.2.5 ``describe_images`` reports ``Platform: "windows"`` 
 ``platform`` attribute of its ``Ami`` model, which is set only from the constructor argument,
 the instance an image is created from, or the source of a copy. ``RegisterImage`` cannot set it
 (nor can it on AWS, where the platform follows the billing product of the source), and moto's
-``Ami`` always reports a single 15 GB volume. So the seed builds ``Ami`` objects directly, in
-the same process as the server, with ``platform="windows"`` and the volumes a BYOL image really
-has, which is also what lets the portal's pre-flight warnings (root > 70 GB, several volumes,
-encryption) be exercised.
+``Ami`` always reports a single 15 GB volume and boot mode ``uefi``. So the seed builds ``Ami``
+objects directly, in the same process as the server, with ``platform="windows"``, the volumes
+and the boot mode a BYOL image really has (or none: ``BootMode`` is optional on AWS, see
+https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ami-boot-mode.html), which is also what lets
+every pre-flight check of the portal (boot mode, encryption, root volume size, several volumes)
+be exercised.
 """
 
 import threading
@@ -23,6 +25,10 @@ DEFAULT_REGION = "us-east-1"
 SEED_TAG = "sandbox:seed"
 # Comma-separated ErrorDetails codes: an import of an AMI carrying this tag ends in ERROR.
 ERROR_DETAILS_TAG = "sandbox:error-details"
+# An image imported from an AMI carrying this tag reports Updates.UpdateAvailable true once
+# available, with the tag's value as the update's Description.
+UPDATE_AVAILABLE_TAG = "sandbox:update-available"
+LEGACY_BIOS, UEFI = "legacy-bios", "uefi"
 # An account that "shares" a Windows AMI with the sandbox account, which may not import it.
 PARTNER_ACCOUNT_ID = "111122223333"
 
@@ -44,6 +50,8 @@ class SeedImage:
     windows: bool
     volumes: tuple[SeedVolume, ...]
     created: datetime
+    # "legacy-bios", "uefi", "uefi-preferred", or None for an AMI without a boot mode parameter.
+    boot_mode: str | None = LEGACY_BIOS
     owner_id: str | None = None  # None: the account being seeded
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -56,7 +64,8 @@ def _day(year: int, month: int, day: int) -> datetime:
     return datetime(year, month, day, 9, 30, tzinfo=UTC)
 
 
-# Fixed ids ("05eed" = seed) so docs, demos and other tests can name them across restarts.
+# Fixed ids ("05eed" = seed) so docs, demos and other tests can name them across restarts. The
+# newest comes first in the request form's list of AMIs, so it is a clean Windows 11 image.
 SEED_IMAGES: tuple[SeedImage, ...] = (
     SeedImage(
         ami_id="ami-05eed000000000001",
@@ -73,22 +82,26 @@ SEED_IMAGES: tuple[SeedImage, ...] = (
         windows=True,
         volumes=(_root(80),),
         created=_day(2026, 10, 12),
+        boot_mode=UEFI,
     ),
     SeedImage(
         ami_id="ami-05eed000000000003",
         name="win10-22h2-byol-data-2026-09",
-        description="Windows 10 Enterprise 22H2 BYOL with a second data volume",
+        description="Windows 10 Enterprise 22H2 BYOL with a second data volume and no boot mode set",
         windows=True,
         volumes=(_root(64), SeedVolume(device="xvdb", size_gb=100)),
         created=_day(2026, 9, 21),
+        boot_mode=None,
+        tags={UPDATE_AVAILABLE_TAG: "Updated WorkSpaces agent and drivers are available for this image."},
     ),
     SeedImage(
         ami_id="ami-05eed000000000004",
-        name="win11-24h2-byol-encrypted-2026-11",
+        name="win11-24h2-byol-encrypted-2026-09",
         description="Windows 11 Enterprise 24H2 BYOL on an encrypted root volume",
         windows=True,
         volumes=(_root(70, encrypted=True),),
-        created=_day(2026, 11, 2),
+        created=_day(2026, 9, 14),
+        boot_mode=UEFI,
     ),
     SeedImage(
         ami_id="ami-05eed000000000005",
@@ -106,6 +119,7 @@ SEED_IMAGES: tuple[SeedImage, ...] = (
         windows=False,
         volumes=(SeedVolume(device="/dev/xvda", size_gb=30),),
         created=_day(2026, 10, 1),
+        boot_mode=UEFI,
     ),
     SeedImage(
         ami_id="ami-05eed000000000007",
@@ -115,6 +129,23 @@ SEED_IMAGES: tuple[SeedImage, ...] = (
         volumes=(_root(60),),
         created=_day(2026, 10, 20),
         owner_id=PARTNER_ACCOUNT_ID,
+    ),
+    SeedImage(
+        ami_id="ami-05eed000000000008",
+        name="win11-24h2-byol-2026-11",
+        description="Windows 11 Enterprise 24H2 BYOL, UEFI, sysprepped",
+        windows=True,
+        volumes=(_root(64),),
+        created=_day(2026, 11, 16),
+        boot_mode=UEFI,
+    ),
+    SeedImage(
+        ami_id="ami-05eed000000000009",
+        name="win10-22h2-byol-large-2026-07",
+        description="Windows 10 Enterprise 22H2 BYOL on a 100 GB root volume",
+        windows=True,
+        volumes=(_root(100),),
+        created=_day(2026, 7, 27),
     ),
 )
 
@@ -135,6 +166,7 @@ class SeedAmi(Ami):
             root_device_type="ebs",
             root_device_name=image.volumes[0].device,
             creation_date=image.created,
+            boot_mode=image.boot_mode,  # type: ignore[arg-type]  # None: no boot mode parameter
             region_name=zone,
             tags={SEED_TAG: "true", **image.tags},
         )

@@ -138,3 +138,10 @@ def describe_images_request_problems(params: dict[str, Any]) -> list[str]:
     if params.get("NextToken") is not None:
         problems += _check_string("NextToken", params["NextToken"], min_len=1, max_len=2048)
     return problems
+
+
+def delete_image_request_problems(params: dict[str, Any]) -> list[str]:
+    """What is wrong with a DeleteWorkspaceImage request: ImageId is required and a WorkspaceImageId."""
+    if params.get("ImageId") is None:
+        return ["ImageId is required"]
+    return _check_string("ImageId", params["ImageId"], min_len=1, max_len=67, pattern=WORKSPACE_IMAGE_ID)

@@ -1,15 +1,17 @@
 """The WorkSpaces operations moto 5.2.5 lacks or answers too loosely for the BYOL import flow.
 
-moto has no ImportWorkspaceImage or DescribeAccount, its DescribeWorkspaceImages neither
-validates nor paginates, and its DescribeTags fails with HTTP 500 on an unknown id. The sandbox
-answers those four itself and leaves every other WorkSpaces operation to moto. Imported images
+moto has no ImportWorkspaceImage, DescribeAccount or DeleteWorkspaceImage, its
+DescribeWorkspaceImages neither validates nor paginates, and its DescribeTags fails with HTTP 500
+on an unknown id. The sandbox answers those five itself and leaves every other WorkSpaces
+operation to moto. Imported images
 are stored in moto's own WorkSpaces backend (``workspace_images``), so moto's tag store,
 CreateWorkspaceImage's name check, UpdateWorkspaceImagePermission and ``/moto-api/reset`` all
 see them, with no second store to keep in step.
 
 An import runs for ``import_delay`` seconds: its state is worked out from the clock whenever
 it is read (PENDING until ``ready_at``, then AVAILABLE or ERROR), so no timer thread exists and
-nothing is lost if a request thread dies.
+nothing is lost if a request thread dies. As on AWS, an image stays, whatever its state, and
+counts against the image quota until DeleteWorkspaceImage removes it.
 """
 
 import base64
@@ -25,24 +27,35 @@ from typing import Any
 from moto.ec2 import ec2_backends
 from moto.workspaces.models import WorkspaceImage, WorkSpacesBackend, workspaces_backends
 
-from .seed import ERROR_DETAILS_TAG
-from .validation import MAX_RESULTS, describe_images_request_problems, import_request_problems
+from .seed import ERROR_DETAILS_TAG, UPDATE_AVAILABLE_TAG
+from .validation import (
+    MAX_RESULTS,
+    delete_image_request_problems,
+    describe_images_request_problems,
+    import_request_problems,
+)
 
 # Operations of WorkspacesService that this module answers; the rest go to moto.
-HANDLED_OPERATIONS = frozenset({"ImportWorkspaceImage", "DescribeWorkspaceImages", "DescribeAccount", "DescribeTags"})
+HANDLED_OPERATIONS = frozenset(
+    {"ImportWorkspaceImage", "DescribeWorkspaceImages", "DescribeAccount", "DescribeTags", "DeleteWorkspaceImage"}
+)
 
 # DescribeAccount when BYOL is on; a /16 from the ranges ListAvailableManagementCidrRanges offers.
 MANAGEMENT_CIDR_RANGE = "10.0.0.0/16"
 # The ErrorCode AWS sets on an image whose BYOL validation failed; the reasons are in ErrorDetails.
 VALIDATION_FAILED = "ValidationFailed"
-# Set on the import when BYOL is switched off by a fault; a code of WorkspaceImageErrorDetailCode.
-BYOL_DISABLED_DETAIL = "WorkspacesBYOLAccountDisabled"
+# DescribeAccount's Message while BYOL is off ("the text message to describe the status of BYOL").
+# AWS publishes no example of its text; this one is the sandbox's own.
+BYOL_DISABLED_MESSAGE = "BYOL is not enabled for this account in this Region."
+# Updates of an image that has none; moto's own images say the same.
+NO_UPDATES = {"UpdateAvailable": False, "Description": "This WorkSpace image does not have updates available"}
 
 ERROR_DETAIL_MESSAGES = {
     "OfficeInstalled": "Microsoft Office is installed on the image. Uninstall it and subscribe through Applications.",
-    "DiskSizeExceeded": "The image's root volume is larger than the 70 GB that BYOL import allows.",
+    "DiskSizeExceeded": "The image's root volume is larger than the 80 GB that BYOL import allows.",
     "AdditionalDrivesAttached": "The image has drives besides the root volume. Detach them before creating the AMI.",
-    "WorkspacesBYOLAccountDisabled": "BYOL is not enabled for this account in this Region.",
+    # The local Windows user WorkSpaces_BYOL on the VM, not the AWS account's BYOL setting.
+    "WorkspacesBYOLAccountDisabled": "The local user account WorkSpaces_BYOL is disabled.",
     "OSNotSupported": "The image's Windows version is not supported for BYOL import.",
 }
 
@@ -89,6 +102,7 @@ class ImportedWorkspaceImage(WorkspaceImage):
         region: str,
         import_delay: float,
         error_detail_codes: tuple[str, ...],
+        update_description: str = "",
     ) -> None:
         super().__init__(
             name=params["ImageName"],
@@ -108,6 +122,10 @@ class ImportedWorkspaceImage(WorkspaceImage):
         self.created = time.time()
         self.ready_at = self.created + import_delay
         self.error_detail_codes = error_detail_codes
+        # moto's WorkspaceImage keeps DescribeWorkspaceImages' Updates here.
+        self.updates = (
+            {"UpdateAvailable": True, "Description": update_description} if update_description else NO_UPDATES
+        )
 
     @property  # type: ignore[override]
     def state(self) -> str:
@@ -145,6 +163,8 @@ class ImportedWorkspaceImage(WorkspaceImage):
                 {"ErrorCode": code, "ErrorMessage": ERROR_DETAIL_MESSAGES.get(code, f"The {code} check failed.")}
                 for code in self.error_detail_codes
             ]
+        if state == "AVAILABLE":
+            described["Updates"] = dict(self.updates)
         return described
 
     def to_desc_dict(self) -> dict[str, Any]:
@@ -164,6 +184,7 @@ class ImportedWorkspaceImage(WorkspaceImage):
             "Created": self.created,
             "ReadyAt": self.ready_at,
             "ErrorDetailCodes": list(self.error_detail_codes),
+            "UpdateAvailable": self.updates["UpdateAvailable"],
         }
 
 
@@ -194,12 +215,25 @@ def _source_ami(ami_id: str, *, account_id: str, region: str) -> Any:
     return ami
 
 
-def _error_detail_codes(ami: Any, *, account_id: str, region: str, byol_enabled: bool) -> tuple[str, ...]:
-    tags = ec2_backends[account_id][region].tags.get(ami.id, {})
-    codes = [code.strip() for code in tags.get(ERROR_DETAILS_TAG, "").split(",") if code.strip()]
-    if not byol_enabled:
-        codes.insert(0, BYOL_DISABLED_DETAIL)
-    return tuple(codes)
+def _ami_tags(ami: Any, *, account_id: str, region: str) -> dict[str, str]:
+    return dict(ec2_backends[account_id][region].tags.get(ami.id, {}))
+
+
+def _error_detail_codes(ami: Any, *, account_id: str, region: str) -> tuple[str, ...]:
+    tags = _ami_tags(ami, account_id=account_id, region=region)
+    return tuple(code.strip() for code in tags.get(ERROR_DETAILS_TAG, "").split(",") if code.strip())
+
+
+def _refuse_without_byol(settings: ImportSettings, region: str) -> None:
+    # AWS does not document the answer for an account without BYOL; OperationNotSupportedException
+    # is the sandbox's choice. (WorkspacesBYOLAccountDisabled, which it used to set, names the
+    # VM's local WorkSpaces_BYOL user, not the account's BYOL setting.)
+    if not settings.byol_enabled:
+        raise WorkSpacesError(
+            "OperationNotSupportedException",
+            f"BYOL is not enabled for this account in {region}: enable it in the WorkSpaces console or with "
+            "ModifyAccount, then import again.",
+        )
 
 
 def _refuse_duplicate_name(backend: WorkSpacesBackend, name: str, region: str) -> None:
@@ -213,6 +247,7 @@ def _refuse_duplicate_name(backend: WorkSpacesBackend, name: str, region: str) -
 
 
 def _refuse_over_quota(backend: WorkSpacesBackend, quota: int | None, region: str) -> None:
+    # Every image counts, ERROR ones too: on AWS they stay in the account until deleted.
     if quota is not None and len(backend.workspace_images) >= quota:
         raise WorkSpacesError(
             "ResourceLimitExceededException",
@@ -226,8 +261,9 @@ def import_workspace_image(
     problems = import_request_problems(params)
     if problems:
         raise invalid_parameters("Invalid ImportWorkspaceImage request: " + "; ".join(problems) + ".")
+    _refuse_without_byol(settings, region)
     ami = _source_ami(params["Ec2ImageId"], account_id=account_id, region=region)
-    codes = _error_detail_codes(ami, account_id=account_id, region=region, byol_enabled=settings.byol_enabled)
+    codes = _error_detail_codes(ami, account_id=account_id, region=region)
     backend = _workspaces_backend(account_id, region)
     with _IMAGES_LOCK:
         _refuse_duplicate_name(backend, params["ImageName"], region)
@@ -238,6 +274,7 @@ def import_workspace_image(
             region=region,
             import_delay=settings.import_delay,
             error_detail_codes=codes,
+            update_description=_ami_tags(ami, account_id=account_id, region=region).get(UPDATE_AVAILABLE_TAG, ""),
         )
         backend.workspace_images[image.image_id] = image
     return {"ImageId": image.image_id}
@@ -313,7 +350,7 @@ def describe_account(
     params: dict[str, Any], *, account_id: str, region: str, settings: ImportSettings
 ) -> dict[str, Any]:
     if not settings.byol_enabled:
-        return {"DedicatedTenancySupport": "DISABLED"}
+        return {"DedicatedTenancySupport": "DISABLED", "Message": BYOL_DISABLED_MESSAGE}
     return {"DedicatedTenancySupport": "ENABLED", "DedicatedTenancyManagementCidrRange": MANAGEMENT_CIDR_RANGE}
 
 
@@ -340,11 +377,59 @@ def describe_tags(params: dict[str, Any], *, account_id: str, region: str, setti
     return {"TagList": backend.describe_tags(resource_id)}
 
 
+def _owner_elsewhere(image_id: str, *, account_id: str, region: str) -> str | None:
+    """The other account that owns an image of this id in the region, if one does."""
+    for owner_id, per_region in list(workspaces_backends.items()):
+        backend = per_region.get(region) if owner_id != account_id else None
+        if backend is not None and image_id in backend.workspace_images:
+            return str(owner_id)
+    return None
+
+
+def delete_workspace_image(
+    params: dict[str, Any], *, account_id: str, region: str, settings: ImportSettings
+) -> dict[str, Any]:
+    """DeleteWorkspaceImage, with the errors the service model gives it (ResourceAssociatedException,
+    InvalidResourceStateException, AccessDeniedException). An id no account knows is answered
+    like a delete that already happened: the model has no not-found error for this operation."""
+    problems = delete_image_request_problems(params)
+    if problems:
+        raise invalid_parameters("Invalid DeleteWorkspaceImage request: " + "; ".join(problems) + ".")
+    image_id = params["ImageId"]
+    with _IMAGES_LOCK:
+        image = _workspaces_backend(account_id, region).workspace_images.get(image_id)
+        if image is None:
+            owner = _owner_elsewhere(image_id, account_id=account_id, region=region)
+            if owner is not None:
+                raise WorkSpacesError(
+                    "AccessDeniedException",
+                    f"The image {image_id} belongs to account {owner}: only the owning account can delete it.",
+                )
+            return {}
+        # https://docs.aws.amazon.com/workspaces/latest/api/API_DeleteWorkspaceImage.html: unshare
+        # the image (and delete its bundles, which the sandbox does not model) before deleting it.
+        if image.image_permissions:
+            shared = ", ".join(grant["SharedAccountId"] for grant in image.image_permissions)
+            raise WorkSpacesError(
+                "ResourceAssociatedException",
+                f"The image {image_id} is shared with {shared}: unshare it before deleting it.",
+            )
+        # AWS does not say which states it refuses; an import still running is the sandbox's case.
+        if image.state == "PENDING":
+            raise WorkSpacesError(
+                "InvalidResourceStateException",
+                f"The image {image_id} is PENDING: wait until its import ends, then delete it.",
+            )
+        del _workspaces_backend(account_id, region).workspace_images[image_id]
+    return {}
+
+
 _HANDLERS = {
     "ImportWorkspaceImage": import_workspace_image,
     "DescribeWorkspaceImages": describe_workspace_images,
     "DescribeAccount": describe_account,
     "DescribeTags": describe_tags,
+    "DeleteWorkspaceImage": delete_workspace_image,
 }
 
 

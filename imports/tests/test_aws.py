@@ -95,6 +95,8 @@ REFUSALS = [
     ("ResourceNotFoundException", aws.ResourceNotFound, aws.MSG_RESOURCE_NOT_FOUND, False),
     ("OperationNotSupportedException", aws.NotSupported, aws.MSG_NOT_SUPPORTED, False),
     ("ResourceAlreadyExistsException", aws.AlreadyExists, aws.MSG_ALREADY_EXISTS, False),
+    ("ResourceAssociatedException", aws.ImageInUse, aws.MSG_IMAGE_IN_USE, False),
+    ("InvalidResourceStateException", aws.InvalidState, aws.MSG_INVALID_STATE, False),
     ("ResourceLimitExceededException", aws.LimitExceeded, aws.MSG_LIMIT_EXCEEDED, True),
 ]
 THROTTLING_CODES = [
@@ -500,6 +502,32 @@ def test_describe_images_maps_state_error_code_message_and_details_into_image_st
     assert found["wsi-000000002"].as_record()["error_details"][1]["ErrorCode"] == "DiskSizeExceeded"
 
 
+def test_describe_images_carries_updates_available_into_image_status_and_none_means_no_update() -> None:
+    target = make_target()
+    updates = {"UpdateAvailable": True, "Description": "Updated drivers are available."}
+
+    with stubbed(target, "workspaces") as stubber:
+        stubber.add_response(
+            "describe_workspace_images",
+            {
+                "Images": [
+                    image("wsi-000000001", State="AVAILABLE", Updates=updates),
+                    image("wsi-000000002", State="AVAILABLE", Updates={"UpdateAvailable": False}),
+                    image("wsi-000000003", State="PENDING"),
+                ]
+            },
+            {"ImageIds": ["wsi-000000001", "wsi-000000002", "wsi-000000003"]},
+        )
+        found = aws.describe_images(target, ["wsi-000000001", "wsi-000000002", "wsi-000000003"])
+
+    assert [(s.update_available, s.update_description) for s in found.values()] == [
+        (True, "Updated drivers are available."),
+        (False, ""),
+        (False, ""),
+    ]
+    assert found["wsi-000000001"].as_record()["update_available"] is True
+
+
 # --- owned images, page by page --------------------------------------------------------------
 
 OWNED_PAGE = {"ImageType": "OWNED", "MaxResults": 25}
@@ -748,7 +776,7 @@ def test_ec2_and_sts_calls_do_not_ask_the_rate_limiter(sandbox: SandboxHandle, s
     amis = aws.list_windows_amis(sandbox_target)
     caller = aws.client(sandbox_target, "sts").get_caller_identity()
 
-    assert [ami.image_id for ami in amis][:2] == ["ami-05eed000000000004", "ami-05eed000000000002"]
+    assert [ami.image_id for ami in amis][:2] == ["ami-05eed000000000008", "ami-05eed000000000002"]
     assert caller["Account"] == ACCOUNT_ID
     assert limiter.keys == []
     assert control(sandbox, "GET", "calls") == {"DescribeImages": 1, "GetCallerIdentity": 1}
@@ -839,3 +867,30 @@ def test_a_call_with_no_free_turn_in_time_is_not_sent_and_can_be_tried_again(
     assert busy.value.message == aws.MSG_RATE_BUSY
     assert "42 s away" in busy.value.aws_message
     assert control(sandbox, "GET", "calls") == {}
+
+
+def test_deleting_an_image_sends_its_id_and_an_image_already_gone_counts_as_deleted() -> None:
+    target = make_target()
+    with stubbed(target, "workspaces") as stubber:
+        stubber.add_response("delete_workspace_image", {}, {"ImageId": "wsi-abc123def"})
+        stubber.add_client_error(
+            "delete_workspace_image",
+            "ResourceNotFoundException",
+            "no such image",
+            expected_params={"ImageId": "wsi-gone"},
+        )
+
+        aws.delete_image(target, "wsi-abc123def")
+        aws.delete_image(target, "wsi-gone")
+
+
+def test_aws_refusing_to_delete_a_shared_image_says_what_to_undo_first() -> None:
+    target = make_target()
+    with stubbed(target, "workspaces") as stubber:
+        stubber.add_client_error("delete_workspace_image", "ResourceAssociatedException", "image is shared")
+
+        with pytest.raises(aws.ImageInUse) as refused:
+            aws.delete_image(target, "wsi-abc123def")
+
+    assert refused.value.message == aws.MSG_IMAGE_IN_USE
+    assert refused.value.aws_message == "image is shared"

@@ -280,8 +280,6 @@ def test_an_allowed_combination_passes_the_form(
         ("11", "BYOL_REGULAR_WSP", rules.OFFICE_2016, "office", rules.MSG_WIN11_WSP_REGULAR_OFFICE),
         ("11", "BYOL_GRAPHICS_G4DN_WSP", rules.OFFICE_2019, "office", rules.MSG_WIN11_WSP_GPU_OFFICE),
         ("11", "BYOL_GRAPHICS_G4DN_WSP", rules.OFFICE_2016, "office", rules.MSG_WIN11_WSP_GPU_OFFICE),
-        ("10", "BYOL_GRAPHICS_G4DN", rules.OFFICE_2016, "office", rules.MSG_G4DN_OFFICE),
-        ("10", "BYOL_GRAPHICS_G4DN_WSP", rules.OFFICE_2016, "office", rules.MSG_G4DN_OFFICE),
     ],
 )
 def test_a_refused_combination_puts_its_message_on_the_field_to_change(
@@ -292,21 +290,27 @@ def test_a_refused_combination_puts_its_message_on_the_field_to_change(
     assert form.errors == {field: [message]}
 
 
-def test_byop_on_an_allow_listed_target_with_g4dn_and_office_2016_gets_only_the_office_message(
-    byop_target: AwsTarget,
+@pytest.mark.parametrize("process", ["BYOL_GRAPHICS_G4DN", "BYOL_GRAPHICS_G4DN_WSP", "BYOL_GRAPHICS_G4DN_BYOP"])
+def test_windows_10_with_g4dn_and_office_2016_passes_the_form_as_no_aws_source_forbids_it(
+    byop_target: AwsTarget, process: str
 ) -> None:
-    data = form_data(byop_target, ingestion_process="BYOL_GRAPHICS_G4DN_BYOP", office=rules.OFFICE_2016)
+    form = ImportRequestForm(form_data(byop_target, ingestion_process=process, office=rules.OFFICE_2016))
 
-    assert ImportRequestForm(data).errors == {"office": [rules.MSG_G4DN_OFFICE]}
+    assert form.is_valid(), form.errors
 
 
-def test_two_refused_combinations_put_one_message_on_each_field(target: AwsTarget) -> None:
-    data = form_data(target, windows_version="11", ingestion_process="BYOL_GRAPHICS_G4DN", office=rules.OFFICE_2016)
+def test_the_office_choices_say_that_microsoft_support_ended_and_the_model_keeps_its_values(
+    target: AwsTarget,
+) -> None:
+    form = ImportRequestForm()
 
-    assert ImportRequestForm(data).errors == {
-        "ingestion_process": [rules.MSG_WIN11_NO_PCOIP],
-        "office": [rules.MSG_G4DN_OFFICE],
-    }
+    assert form.fields["office"].choices == [
+        ("", "No Office"),
+        (rules.OFFICE_2016, "Microsoft Office 2016 (support ended 14 October 2025)"),
+        (rules.OFFICE_2019, "Microsoft Office 2019 (support ended 14 October 2025)"),
+    ]
+    assert "ended support for Office 2016 and 2019 on 14 October 2025" in form.fields["office"].help_text
+    assert ImportRequestForm(form_data(target, office=rules.OFFICE_2019)).is_valid()
 
 
 # --- ImportRequestForm: image name unique per target among live requests --------------------

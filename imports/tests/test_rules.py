@@ -324,12 +324,21 @@ def test_windows_11_with_the_gpu_wsp_process_takes_no_office(office: str, expect
     ("windows", "process"),
     [("10", process) for process in G4DN_PROCESSES] + [("11", "BYOL_GRAPHICS_G4DN_BYOP")],
 )
-@pytest.mark.parametrize(
-    ("office", "expected"),
-    [("", []), (rules.OFFICE_2019, []), (rules.OFFICE_2016, [Violation("office", rules.MSG_G4DN_OFFICE)])],
-)
-def test_a_g4dn_process_takes_office_2019_or_none(windows: str, process: str, office: str, expected: list) -> None:
-    assert combination(windows=windows, process=process, office=office, byop_allowed=True) == expected
+@pytest.mark.parametrize("office", ["", rules.OFFICE_2019, rules.OFFICE_2016])
+def test_a_g4dn_process_takes_any_office_as_no_aws_source_forbids_office_2016(
+    windows: str, process: str, office: str
+) -> None:
+    assert combination(windows=windows, process=process, office=office, byop_allowed=True) == []
+
+
+@pytest.mark.parametrize("process", G4DN_PROCESSES)
+def test_a_g4dn_process_with_office_2016_gets_a_warning_to_try_office_2019_if_the_import_fails(process: str) -> None:
+    warnings = rules.warnings_for(ingestion_process=process, office=rules.OFFICE_2016)
+
+    assert rules.MSG_G4DN_OFFICE_2016 in warnings
+    assert "Office 2019" in rules.MSG_G4DN_OFFICE_2016
+    assert rules.MSG_G4DN_OFFICE_2016 not in rules.warnings_for(ingestion_process=process, office=rules.OFFICE_2019)
+    assert rules.MSG_G4DN_OFFICE_2016 not in rules.warnings_for(ingestion_process=process)
 
 
 @pytest.mark.parametrize("process", ["BYOL_REGULAR", "BYOL_GRAPHICS", "BYOL_GRAPHICSPRO", "BYOL_REGULAR_WSP"])
@@ -338,17 +347,15 @@ def test_windows_10_without_g4dn_takes_either_office(process: str, office: str) 
     assert combination(windows="10", process=process, office=office) == []
 
 
-def test_windows_11_with_pcoip_g4dn_and_office_2016_gets_both_messages_on_their_fields() -> None:
+def test_windows_11_with_pcoip_g4dn_and_office_2016_is_refused_only_for_pcoip() -> None:
     assert combination(windows="11", process="BYOL_GRAPHICS_G4DN", office=rules.OFFICE_2016) == [
         Violation("ingestion_process", rules.MSG_WIN11_NO_PCOIP),
-        Violation("office", rules.MSG_G4DN_OFFICE),
     ]
 
 
-def test_byop_not_allowed_and_g4dn_office_2016_get_both_messages_on_their_fields() -> None:
+def test_byop_not_allowed_with_g4dn_and_office_2016_is_refused_only_for_byop() -> None:
     assert combination(windows="10", process="BYOL_GRAPHICS_G4DN_BYOP", office=rules.OFFICE_2016) == [
         Violation("ingestion_process", rules.MSG_BYOP_NOT_ALLOWED),
-        Violation("office", rules.MSG_G4DN_OFFICE),
     ]
 
 
@@ -369,7 +376,6 @@ def test_every_violation_of_every_combination_names_a_field_the_form_has_and_a_k
         ("ingestion_process", rules.MSG_WIN11_NO_PCOIP),
         ("office", rules.MSG_WIN11_WSP_REGULAR_OFFICE),
         ("office", rules.MSG_WIN11_WSP_GPU_OFFICE),
-        ("office", rules.MSG_G4DN_OFFICE),
     }
 
     violations = combination(windows=windows, process=process, office=office, byop_allowed=byop_allowed)
@@ -389,8 +395,31 @@ def test_an_end_of_life_process_gets_a_warning_that_names_it_but_no_violation(pr
 
 
 @pytest.mark.parametrize("process", [p for p in BOTOCORE_PROCESSES if p not in END_OF_LIFE_PROCESSES] + [""])
-def test_every_other_process_gets_no_warning(process: str) -> None:
+def test_every_other_process_without_office_gets_no_warning(process: str) -> None:
     assert rules.warnings_for(ingestion_process=process) == []
+    assert rules.warnings_for(ingestion_process=process, office="") == []
+
+
+@pytest.mark.parametrize(
+    ("office", "named"), [(rules.OFFICE_2016, "Microsoft Office 2016"), (rules.OFFICE_2019, "Microsoft Office 2019")]
+)
+@pytest.mark.parametrize("process", ["BYOL_REGULAR", "BYOL_REGULAR_WSP", "BYOL_GRAPHICS_G4DN_WSP"])
+def test_office_2016_and_2019_get_a_warning_that_microsoft_support_ended_and_what_to_choose_instead(
+    process: str, office: str, named: str
+) -> None:
+    warnings = rules.warnings_for(ingestion_process=process, office=office)
+
+    assert rules.MSG_OFFICE_END_OF_SUPPORT.format(office=named) in warnings
+    assert "14 October 2025" in warnings[0]
+    assert "No Office" in warnings[0]
+    assert combination(windows="10", process=process, office=office) == []
+
+
+def test_an_end_of_life_process_with_office_gets_both_warnings_process_first() -> None:
+    assert rules.warnings_for(ingestion_process="BYOL_GRAPHICS", office=rules.OFFICE_2019) == [
+        rules.MSG_END_OF_LIFE.format(process="BYOL_GRAPHICS"),
+        rules.MSG_OFFICE_END_OF_SUPPORT.format(office="Microsoft Office 2019"),
+    ]
 
 
 def test_the_end_of_life_processes_say_so_in_their_label() -> None:

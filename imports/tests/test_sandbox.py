@@ -31,21 +31,28 @@ from imports.sandbox import (
     SANDBOX_ACCOUNT_ID,
     SEED_IMAGES,
     SEED_TAG,
+    UPDATE_AVAILABLE_TAG,
     SandboxHandle,
     seed_images,
     start_sandbox,
 )
+from imports.sandbox.workspaces import BYOL_DISABLED_MESSAGE
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 WIN10_AMI = "ami-05eed000000000001"
 WIN11_LARGE_AMI = "ami-05eed000000000002"
 TWO_VOLUME_AMI = "ami-05eed000000000003"
+ENCRYPTED_AMI = "ami-05eed000000000004"
 FAILING_AMI = "ami-05eed000000000005"
 LINUX_AMI = "ami-05eed000000000006"
 PARTNER_AMI = "ami-05eed000000000007"
+WIN11_AMI = "ami-05eed000000000008"
 AMAZON_WINDOWS_AMI = "ami-03cf127a"  # one of moto's default public AMIs, owned by Amazon
 OTHER_ACCOUNT_ID = "444455556666"
+# The images the delete tests share stay shared with this account, so other tests' counts of
+# images shared with OTHER_ACCOUNT_ID are not disturbed.
+SHARED_WITH_ACCOUNT_ID = "777788889999"
 TEST_DELAY = 1.0
 # "max_attempts" counts retries after the first try; "total_max_attempts": 1 means no retry at all.
 # https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html
@@ -167,6 +174,38 @@ def test_seeding_puts_windows_amis_a_linux_ami_and_a_failing_ami_into_the_accoun
     assert PARTNER_AMI not in by_id
 
 
+def test_seeded_amis_report_their_boot_mode_or_none_and_their_encryption_in_describe_images(
+    sandbox: SandboxHandle,
+) -> None:
+    ec2 = client(sandbox, "ec2")
+
+    owned = ec2.describe_images(Owners=["self"], Filters=[{"Name": f"tag:{SEED_TAG}", "Values": ["true"]}])["Images"]
+
+    by_id = {image["ImageId"]: image for image in owned}
+    assert {ami: by_id[ami].get("BootMode") for ami in (WIN10_AMI, WIN11_LARGE_AMI, TWO_VOLUME_AMI, WIN11_AMI)} == {
+        WIN10_AMI: "legacy-bios",
+        WIN11_LARGE_AMI: "uefi",
+        TWO_VOLUME_AMI: None,
+        WIN11_AMI: "uefi",
+    }
+    assert "BootMode" not in by_id[TWO_VOLUME_AMI]
+    assert [m["Ebs"]["Encrypted"] for m in by_id[ENCRYPTED_AMI]["BlockDeviceMappings"]] == [True]
+    assert not any(m["Ebs"]["Encrypted"] for m in by_id[WIN11_AMI]["BlockDeviceMappings"])
+
+
+def test_the_newest_seeded_windows_ami_is_a_clean_windows_11_one(sandbox: SandboxHandle) -> None:
+    ec2 = client(sandbox, "ec2")
+    windows = [{"Name": "platform", "Values": ["windows"]}, {"Name": f"tag:{SEED_TAG}", "Values": ["true"]}]
+
+    owned = ec2.describe_images(Owners=["self"], Filters=windows)["Images"]
+
+    newest = max(owned, key=lambda image: image["CreationDate"])
+    assert newest["ImageId"] == WIN11_AMI
+    assert newest["BootMode"] == "uefi"
+    assert [m["Ebs"]["VolumeSize"] for m in newest["BlockDeviceMappings"]] == [64]
+    assert {tag["Key"] for tag in newest["Tags"]} == {SEED_TAG}
+
+
 def test_seeding_again_or_restarting_adds_no_duplicate_amis(sandbox: SandboxHandle) -> None:
     ec2 = client(sandbox, "ec2")
     seed_filter = [{"Name": f"tag:{SEED_TAG}", "Values": ["true"]}]
@@ -224,6 +263,21 @@ def test_import_of_an_ami_tagged_to_fail_ends_in_error_with_its_error_details(sa
     assert image["ErrorMessage"]
     assert [detail["ErrorCode"] for detail in image["ErrorDetails"]] == ["OfficeInstalled", "DiskSizeExceeded"]
     assert all(detail["ErrorMessage"] for detail in image["ErrorDetails"])
+
+
+def test_available_image_reports_no_updates_unless_its_ami_is_tagged_with_one(sandbox: SandboxHandle) -> None:
+    workspaces = client(sandbox, "workspaces")
+    pending = describe_image(workspaces, import_image(workspaces, TWO_VOLUME_AMI))
+    control(sandbox, "POST", "config", {"import_delay": 0})
+    updated = describe_image(workspaces, import_image(workspaces, TWO_VOLUME_AMI))
+    current = describe_image(workspaces, import_image(workspaces, WIN10_AMI))
+    failed = describe_image(workspaces, import_image(workspaces, FAILING_AMI))
+
+    tagged = next(image for image in SEED_IMAGES if image.ami_id == TWO_VOLUME_AMI).tags[UPDATE_AVAILABLE_TAG]
+    assert updated["Updates"] == {"UpdateAvailable": True, "Description": tagged}
+    assert current["Updates"]["UpdateAvailable"] is False
+    assert "Updates" not in pending
+    assert "Updates" not in failed
 
 
 def test_tags_given_to_the_import_are_stored_on_the_image(sandbox: SandboxHandle) -> None:
@@ -386,6 +440,30 @@ def test_invalid_parameters_are_refused_by_the_server(
     assert imported_count(sandbox) == before
 
 
+def owned_count(workspaces: BaseClient) -> int:
+    return sum(
+        len(page["Images"])
+        for page in workspaces.get_paginator("describe_workspace_images").paginate(ImageType="OWNED")
+    )
+
+
+def test_an_error_image_stays_and_counts_against_the_quota_until_it_is_deleted(sandbox: SandboxHandle) -> None:
+    workspaces = client(sandbox, "workspaces")
+    control(sandbox, "POST", "config", {"import_delay": 0})
+    failed = import_image(workspaces, FAILING_AMI)
+    control(sandbox, "POST", "config", {"image_quota": owned_count(workspaces)})
+
+    with pytest.raises(ClientError) as excinfo:
+        import_image(workspaces)
+    still_there = describe_image(workspaces, failed)
+    workspaces.delete_workspace_image(ImageId=failed)
+    after_delete = import_image(workspaces)
+
+    assert error_of(excinfo)[0] == "ResourceLimitExceededException"
+    assert still_there["State"] == "ERROR"
+    assert describe_image(workspaces, after_delete)["State"] == "AVAILABLE"
+
+
 def test_import_over_the_image_quota_is_refused(sandbox: SandboxHandle) -> None:
     workspaces = client(sandbox, "workspaces")
     import_image(workspaces)
@@ -399,6 +477,101 @@ def test_import_over_the_image_quota_is_refused(sandbox: SandboxHandle) -> None:
         import_image(workspaces)
 
     assert error_of(excinfo)[0] == "ResourceLimitExceededException"
+
+
+# --- DeleteWorkspaceImage ------------------------------------------------------------------
+
+
+def test_delete_removes_the_image_with_its_tags_and_frees_its_name(sandbox: SandboxHandle) -> None:
+    workspaces = client(sandbox, "workspaces")
+    control(sandbox, "POST", "config", {"import_delay": 0})
+    name = unique_name("deleted")
+    image_id = import_image(workspaces, ImageName=name, Tags=[{"Key": "team", "Value": "finance"}])
+    before = control(sandbox, "GET", "calls")[1].get("DeleteWorkspaceImage", 0)
+
+    answer = workspaces.delete_workspace_image(ImageId=image_id)
+
+    assert {key: value for key, value in answer.items() if key != "ResponseMetadata"} == {}
+    assert workspaces.describe_workspace_images(ImageIds=[image_id])["Images"] == []
+    with pytest.raises(ClientError) as excinfo:
+        workspaces.describe_tags(ResourceId=image_id)
+    assert error_of(excinfo)[0] == "ResourceNotFoundException"
+    assert image_id not in {image["ImageId"] for image in control(sandbox, "GET", "images")[1]["Images"]}
+    assert import_image(workspaces, ImageName=name).startswith("wsi-")
+    assert control(sandbox, "GET", "calls")[1]["DeleteWorkspaceImage"] == before + 1
+
+
+def test_delete_while_the_image_is_shared_is_refused_until_it_is_unshared(sandbox: SandboxHandle) -> None:
+    workspaces = client(sandbox, "workspaces")
+    control(sandbox, "POST", "config", {"import_delay": 0})
+    image_id = import_image(workspaces)
+    workspaces.update_workspace_image_permission(
+        ImageId=image_id, AllowCopyImage=True, SharedAccountId=SHARED_WITH_ACCOUNT_ID
+    )
+
+    with pytest.raises(ClientError) as excinfo:
+        workspaces.delete_workspace_image(ImageId=image_id)
+    still_there = describe_image(workspaces, image_id)
+    workspaces.update_workspace_image_permission(
+        ImageId=image_id, AllowCopyImage=False, SharedAccountId=SHARED_WITH_ACCOUNT_ID
+    )
+    workspaces.delete_workspace_image(ImageId=image_id)
+
+    code, message = error_of(excinfo)
+    assert code == "ResourceAssociatedException"
+    assert SHARED_WITH_ACCOUNT_ID in message
+    assert "unshare" in message
+    assert still_there["ImageId"] == image_id
+    assert workspaces.describe_workspace_images(ImageIds=[image_id])["Images"] == []
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-with-it", "not-shared"])
+def test_another_account_cannot_delete_an_image_it_does_not_own(sandbox: SandboxHandle, shared: bool) -> None:
+    workspaces = client(sandbox, "workspaces")
+    control(sandbox, "POST", "config", {"import_delay": 0})
+    image_id = import_image(workspaces)
+    if shared:
+        workspaces.update_workspace_image_permission(
+            ImageId=image_id, AllowCopyImage=True, SharedAccountId=SHARED_WITH_ACCOUNT_ID
+        )
+    other = client_in_account(sandbox, "workspaces", SHARED_WITH_ACCOUNT_ID)
+
+    with pytest.raises(ClientError) as excinfo:
+        other.delete_workspace_image(ImageId=image_id)
+
+    code, message = error_of(excinfo)
+    assert code == "AccessDeniedException"
+    assert f"belongs to account {SANDBOX_ACCOUNT_ID}" in message
+    assert describe_image(workspaces, image_id)["State"] == "AVAILABLE"
+
+
+def test_delete_of_an_image_still_being_imported_is_refused(sandbox: SandboxHandle) -> None:
+    workspaces = client(sandbox, "workspaces")
+    image_id = import_image(workspaces)
+
+    with pytest.raises(ClientError) as excinfo:
+        workspaces.delete_workspace_image(ImageId=image_id)
+
+    assert error_of(excinfo)[0] == "InvalidResourceStateException"
+    assert describe_image(workspaces, image_id)["State"] == "PENDING"
+
+
+def test_delete_of_an_image_no_account_has_answers_as_if_already_deleted(sandbox: SandboxHandle) -> None:
+    answer = client(sandbox, "workspaces").delete_workspace_image(ImageId="wsi-0000nobody")
+
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+@pytest.mark.parametrize("params", [{}, {"ImageId": "ami-0123456789abcdef0"}], ids=["no-id", "not-an-image-id"])
+def test_delete_with_a_missing_or_malformed_image_id_is_refused(sandbox: SandboxHandle, params: dict[str, Any]) -> None:
+    workspaces = client(sandbox, "workspaces", NO_CLIENT_VALIDATION)
+
+    with pytest.raises(ClientError) as excinfo:
+        workspaces.delete_workspace_image(**params)
+
+    code, message = error_of(excinfo)
+    assert code == "InvalidParameterValuesException"
+    assert "ImageId" in message
 
 
 # --- DescribeWorkspaceImages ---------------------------------------------------------------
@@ -481,6 +654,7 @@ def test_describe_account_reports_byol_enabled(sandbox: SandboxHandle) -> None:
 
     assert account["DedicatedTenancySupport"] == "ENABLED"
     assert account["DedicatedTenancyManagementCidrRange"] == "10.0.0.0/16"
+    assert "Message" not in account
 
 
 def test_describe_account_reports_byol_disabled_when_a_fault_turns_it_off(sandbox: SandboxHandle) -> None:
@@ -490,18 +664,22 @@ def test_describe_account_reports_byol_disabled_when_a_fault_turns_it_off(sandbo
 
     assert status == 200
     assert account["DedicatedTenancySupport"] == "DISABLED"
+    assert account["Message"] == BYOL_DISABLED_MESSAGE
     assert "DedicatedTenancyManagementCidrRange" not in account
 
 
-def test_import_while_byol_is_disabled_ends_in_error(sandbox: SandboxHandle) -> None:
+def test_import_while_byol_is_disabled_is_refused_and_makes_no_image(sandbox: SandboxHandle) -> None:
     workspaces = client(sandbox, "workspaces")
-    control(sandbox, "POST", "config", {"import_delay": 0})
     control(sandbox, "POST", "faults", {"byol_enabled": False})
+    before = imported_count(sandbox)
 
-    image = describe_image(workspaces, import_image(workspaces))
+    with pytest.raises(ClientError) as excinfo:
+        import_image(workspaces)
 
-    assert image["State"] == "ERROR"
-    assert [detail["ErrorCode"] for detail in image["ErrorDetails"]] == ["WorkspacesBYOLAccountDisabled"]
+    code, message = error_of(excinfo)
+    assert code == "OperationNotSupportedException"
+    assert "BYOL is not enabled" in message
+    assert imported_count(sandbox) == before
 
 
 # --- faults --------------------------------------------------------------------------------

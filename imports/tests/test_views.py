@@ -5,12 +5,14 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
 from imports import aws, execution, workflow
+from imports.audit import append_event
 from imports.forms import MSG_STALE_FORM
 from imports.models import ImportRequest, RequestEvent
 from imports.tests.conftest import form_data
@@ -650,3 +652,115 @@ def test_a_failed_import_explains_each_error_code(client: Client, requester: Any
 
     assert "<strong>OfficeInstalled</strong>: Uninstall Office." in page
     assert "AWS said: Validation failed" in page
+
+
+# --- after a failed import ---------------------------------------------------------------------
+
+VALIDATION_FAILURE = {
+    "message": "AWS could not import the image: it failed 1 check (OfficeInstalled).",
+    "details": [
+        {
+            "code": "OfficeInstalled",
+            "aws_message": "Office found",
+            "explanation": "Remove volume-licensed Office.",
+            "source": "https://docs.aws.amazon.com/workspaces/latest/adminguide/byol-windows-images.html",
+            "documented": True,
+        }
+    ],
+    "checker": "https://docs.aws.amazon.com/workspaces/latest/adminguide/byol-windows-images.html#byol-checker",
+    "next_step": "revise",
+}
+
+
+@pytest.fixture
+def failed_request(rita_request: ImportRequest) -> ImportRequest:
+    ImportRequest.objects.filter(pk=rita_request.pk).update(
+        state=State.FAILED, failure=VALIDATION_FAILURE, aws_image_id="wsi-failed001"
+    )
+    rita_request.refresh_from_db()
+    return rita_request
+
+
+def test_a_failed_validation_offers_the_requester_a_revision_and_approvers_no_retry(
+    as_role: Any, failed_request: ImportRequest
+) -> None:
+    requester_page = as_role("requester").get(reverse("request_detail", args=[failed_request.pk])).content.decode()
+    approver_page = as_role("approver").get(reverse("request_detail", args=[failed_request.pk])).content.decode()
+
+    assert "the request itself must change: the requester revises it" in requester_page
+    assert f'href="{reverse("request_edit", args=[failed_request.pk])}">Revise this request</a>' in requester_page
+    assert 'href="https://docs.aws.amazon.com/workspaces/latest/adminguide/byol-windows-images.html"' in requester_page
+    assert ">AWS's BYOL checker</a>" in requester_page
+    assert "Retry the import" not in approver_page
+    refused = as_role("approver").post(reverse("request_action", args=[failed_request.pk, "retry"]))
+    assert refused.status_code == 409
+    assert escape(workflow.MSG_RETRY_CANNOT_WORK) in refused.content.decode()
+
+
+def test_a_transient_give_up_offers_approvers_a_retry(as_role: Any, failed_request: ImportRequest) -> None:
+    ImportRequest.objects.filter(pk=failed_request.pk).update(
+        failure={"message": "AWS kept failing for 6 hours", "next_step": "retry"}
+    )
+
+    page = as_role("approver").get(reverse("request_detail", args=[failed_request.pk])).content.decode()
+
+    assert "nothing in the request needs to change" in page
+    assert "Retry the import" in page
+
+
+def test_the_requester_revises_a_failed_request_through_the_edit_form(
+    as_role: Any, failed_request: ImportRequest, target: Any, published: list[Any]
+) -> None:
+    client = as_role("requester")
+    form_page = client.get(reverse("request_edit", args=[failed_request.pk])).content.decode()
+
+    response = client.post(
+        reverse("request_edit", args=[failed_request.pk]),
+        form_data(target, image_name="rita-image", ec2_image_id="ami-0fedcba9876543210", version="1"),
+    )
+
+    assert '<h1 class="h3">Revise IMP-' in form_page
+    assert response.status_code == 302
+    failed_request.refresh_from_db()
+    assert (failed_request.state, failed_request.version) == (State.SUBMITTED, 2)
+    assert failed_request.ec2_image_id == "ami-0fedcba9876543210"
+    assert failed_request.stale_image_id == "wsi-failed001"
+    page = client.get(reverse("request_detail", args=[failed_request.pk])).content.decode()
+    assert "The last attempt failed" in page
+    assert "Remove volume-licensed Office." in page  # the original failure stays in sight
+    assert "wsi-failed001" in page
+    assert "Revised after a failed import" in page
+
+
+def test_nobody_else_revises_a_failed_request(as_role: Any, failed_request: ImportRequest, target: Any) -> None:
+    data = form_data(target, image_name="rita-image", ec2_image_id="ami-0fedcba9876543210", version="1")
+
+    for role in ("approver", "other_requester", "auditor"):
+        response = as_role(role).post(reverse("request_edit", args=[failed_request.pk]), data)
+        assert response.status_code in (403, 404), role
+
+    failed_request.refresh_from_db()
+    assert (failed_request.state, failed_request.version) == (State.FAILED, 1)
+
+
+def test_an_available_image_with_an_update_from_aws_says_so(as_role: Any, rita_request: ImportRequest) -> None:
+    image = {
+        "image_id": "wsi-abc123def",
+        "state": "AVAILABLE",
+        "update_available": True,
+        "update_description": "New drivers",
+    }
+    ImportRequest.objects.filter(pk=rita_request.pk).update(state=State.AVAILABLE)
+    with transaction.atomic():
+        append_event(
+            ImportRequest.objects.get(pk=rita_request.pk),
+            action="image_available",
+            actor=None,
+            from_state="importing",
+            to_state="available",
+            data={"image": image},
+        )
+
+    page = as_role("requester").get(reverse("request_detail", args=[rita_request.pk])).content.decode()
+
+    assert "AWS has an update for this image: New drivers." in page

@@ -487,7 +487,10 @@ def test_available_actions_follow_role_and_state(
     assert workflow.available_actions(other_requester, request) == []
     force_state(request, State.FAILED)
     assert workflow.available_actions(approver, request) == [Action.RETRY]
-    assert workflow.available_actions(requester, request) == []
+    assert workflow.available_actions(requester, request) == [Action.REVISE]
+    ImportRequest.objects.filter(pk=request.pk).update(failure={"message": "ERROR", "next_step": "revise"})
+    request.refresh_from_db()
+    assert workflow.available_actions(approver, request) == []  # a retry would fail the same way
 
 
 def test_every_transition_keeps_the_audit_chain_intact(make_request: Any, requester: Any, approver: Any) -> None:
@@ -501,3 +504,92 @@ def test_every_transition_keeps_the_audit_chain_intact(make_request: Any, reques
     count, problems = verify_chain()
 
     assert (count, problems) == (7, [])
+
+
+# --- after a failed import: revise or retry --------------------------------------------------
+
+IMAGE_ERROR = {
+    "message": "AWS could not import the image: it failed 1 check (OfficeInstalled).",
+    "details": [{"code": "OfficeInstalled", "aws_message": "Office found", "explanation": "Remove Office."}],
+    "next_step": "revise",
+}
+
+
+def failed_import(make_request: Any, approver: Any, *, failure: dict[str, Any], image_id: str = "") -> ImportRequest:
+    request = make_request()
+    workflow.approve_request(request_id=request.pk, actor=approver, expected_version=1)
+    ImportRequest.objects.filter(pk=request.pk).update(state=State.FAILED, failure=failure, aws_image_id=image_id)
+    request.refresh_from_db()
+    return request
+
+
+def test_the_requester_revises_a_failed_request_into_a_new_version_that_goes_back_to_approval(
+    make_request: Any, requester: Any, approver: Any, published: list[Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    request = failed_import(make_request, approver, failure=IMAGE_ERROR, image_id="wsi-failed001")
+    published.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        revised = workflow.revise_request(
+            request_id=request.pk, actor=requester, fields={"ec2_image_id": "ami-0fedcba9876543210"}, expected_version=1
+        )
+
+    assert (revised.state, revised.version, revised.reference) == (State.SUBMITTED, 2, request.reference)
+    request.refresh_from_db()
+    assert request.ec2_image_id == "ami-0fedcba9876543210"
+    assert (request.failure, request.aws_image_id, request.approver) == ({}, "", None)
+    assert request.stale_image_id == "wsi-failed001"  # deleted before the new version is imported
+    [earlier] = request.earlier_failures
+    assert (earlier["failure"], earlier["version"]) == (IMAGE_ERROR, 1)
+    assert events(request)[-1] == ("revise", "failed", "submitted")
+    revise = request.events.get(action="revise")
+    assert revise.actor == requester
+    assert revise.data["before"]["parameters"]["Ec2ImageId"] == "ami-0123456789abcdef0"
+    assert revise.data["after"]["parameters"]["Ec2ImageId"] == "ami-0fedcba9876543210"
+    assert published == [("run_preflight_checks", (request.pk, 2))]
+    with pytest.raises(workflow.Conflict):
+        workflow.approve_request(request_id=request.pk, actor=approver, expected_version=1)
+
+
+def test_only_the_requester_revises_and_only_a_failed_request(
+    make_request: Any, requester: Any, approver: Any, other_requester: Any
+) -> None:
+    failed = failed_import(make_request, approver, failure=IMAGE_ERROR)
+    submitted = make_request()
+
+    with pytest.raises(workflow.NotAllowed):
+        workflow.revise_request(request_id=failed.pk, actor=other_requester, fields={}, expected_version=1)
+    with pytest.raises(workflow.NotAllowed):
+        workflow.revise_request(request_id=failed.pk, actor=approver, fields={}, expected_version=1)
+    with pytest.raises(workflow.Conflict):
+        workflow.revise_request(request_id=submitted.pk, actor=requester, fields={}, expected_version=1)
+
+    failed.refresh_from_db()
+    assert (failed.state, failed.version) == (State.FAILED, 1)
+
+
+def test_a_retry_that_would_fail_the_same_way_is_refused_with_what_to_do_instead(
+    make_request: Any, approver: Any, other_approver: Any
+) -> None:
+    request = failed_import(make_request, approver, failure=IMAGE_ERROR, image_id="wsi-failed001")
+
+    with pytest.raises(workflow.WorkflowError) as refused:
+        workflow.retry_import(request_id=request.pk, actor=other_approver)
+
+    assert refused.value.message == workflow.MSG_RETRY_CANNOT_WORK
+    request.refresh_from_db()
+    assert (request.state, request.failure) == (State.FAILED, IMAGE_ERROR)
+    assert "retry" not in [e[0] for e in events(request)]
+
+
+def test_a_retry_keeps_the_failure_in_sight_and_marks_the_failed_image_for_deletion(
+    make_request: Any, approver: Any, other_approver: Any
+) -> None:
+    gave_up = {"message": "AWS kept failing for 6 hours", "next_step": "retry"}
+    request = failed_import(make_request, approver, failure=gave_up, image_id="wsi-vanish01")
+
+    workflow.retry_import(request_id=request.pk, actor=other_approver, comment="AWS is back")
+
+    request.refresh_from_db()
+    assert (request.state, request.failure, request.stale_image_id) == (State.APPROVED, {}, "wsi-vanish01")
+    assert [e["failure"] for e in request.earlier_failures] == [gave_up]
