@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from imports import dispatch
 from imports.filters import REFERENCE_RE
 from imports.models import AwsTarget, ImportRequest, RequestEvent
 
@@ -30,6 +31,11 @@ class AwsTargetAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: AwsTarget | None = None) -> bool:
         # Requests point at their target for good; deactivate a target instead.
         return False
+
+    def save_model(self, request: HttpRequest, obj: AwsTarget, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        # The request form offers the account's AMIs as a worker lists them: list them now.
+        dispatch.after_commit("refresh_ami_offers", obj.pk)
 
 
 class ReadOnlyAdminMixin:

@@ -19,8 +19,10 @@ class ImportsConfig(AppConfig):
         # django.contrib.auth comes before imports in INSTALLED_APPS).
         post_migrate.connect(_sync_roles, sender=self, dispatch_uid="imports.sync_roles")
 
-        from imports import aws
+        from imports import aws, endpoints
         from imports.ratelimit import DatabaseTokenBucket
+
+        aws.use_endpoint_guard(endpoints.endpoint_problem)
 
         aws.use_rate_limiter(
             DatabaseTokenBucket(

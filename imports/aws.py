@@ -8,7 +8,7 @@ written for people plus the raw AWS code, message and request id for the audit h
 import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -28,6 +28,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
+from botocore.parsers import ResponseParserError
 
 from imports import rules
 
@@ -111,6 +112,11 @@ MSG_BAD_CREDENTIALS = (
     "an admin must renew or fix them."
 )
 MSG_UNKNOWN = "AWS answered with an error the portal does not know ({code}). The AWS message is kept in the history."
+MSG_GARBLED = (
+    "The target's endpoint answered with something that is not an AWS response. If the target has an "
+    "endpoint URL, an admin must check it; otherwise the portal tries again shortly."
+)
+MSG_ENDPOINT_REFUSED = "The target's endpoint URL is not allowed: {problem} An admin must fix the target."
 
 CREDENTIAL_CODES = frozenset(
     {
@@ -214,6 +220,16 @@ class UnknownAwsError(AwsError):
     pass
 
 
+class Garbled(AwsError):
+    """An answer that is not an AWS response (a proxy's error page, a wrong endpoint)."""
+
+    retryable = True
+
+
+class EndpointRefused(Refused):
+    """The portal will not send a request to this target's endpoint."""
+
+
 _BY_CODE: dict[str, tuple[type[AwsError], str]] = {
     "AccessDeniedException": (AccessDenied, MSG_ACCESS_DENIED),
     "AccessDenied": (AccessDenied, MSG_ACCESS_DENIED),
@@ -250,6 +266,8 @@ def translate(exc: Exception) -> AwsError:
         if int(meta.get("HTTPStatusCode", 0)) >= 500:
             return ServerError(MSG_SERVER_ERROR, **details)
         return UnknownAwsError(MSG_UNKNOWN.format(code=code or "no code"), **details)
+    if isinstance(exc, ResponseParserError):
+        return Garbled(MSG_GARBLED, aws_message=str(exc)[:500])
     if isinstance(exc, NoCredentialsError):
         return AccessDenied(MSG_NO_CREDENTIALS, code="NoCredentials", aws_message=str(exc))
     if isinstance(exc, ParamValidationError):
@@ -269,15 +287,24 @@ def translate(exc: Exception) -> AwsError:
 def _explained() -> Iterator[None]:
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    # ResponseParserError is botocore's, but no BotoCoreError: an answer that is not AWS's.
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise translate(exc) from exc
 
 
 # --- clients ---------------------------------------------------------------------------------
 
 _rate_limiter: RateLimiter | None = None
+# Says what is wrong with an endpoint URL, or "" (imports.endpoints, set when Django starts).
+_endpoint_guard: Callable[[str], str] | None = None
 # botocore sessions are not safe to create clients from in several threads at once.
 _creating = threading.Lock()
+
+
+def use_endpoint_guard(guard: Callable[[str], str] | None) -> None:
+    """No client is made for a target whose endpoint URL `guard` finds a problem with."""
+    global _endpoint_guard
+    _endpoint_guard = guard
 
 
 def use_rate_limiter(limiter: RateLimiter | None) -> None:
@@ -370,6 +397,11 @@ def client(
     `paced`: each WorkSpaces call it sends (each retry included) first waits for a free turn of
     the limiter; an unpaced client's caller reserves its turns itself (`reserve_turn`)."""
     spec = _Spec.of(target)
+    # Checked at every use, not only when the target was saved: a row written before the rules, or
+    # by hand, must not send signed requests anywhere either.
+    problem = _endpoint_guard(spec.endpoint_url) if _endpoint_guard and spec.endpoint_url else ""
+    if problem:
+        raise EndpointRefused(MSG_ENDPOINT_REFUSED.format(problem=problem), code="EndpointRefused")
     # Default-chain targets share one session whatever the identity (it names nothing there).
     return _client(spec, identity if spec.credentials == "assume_role" else "", service, attempts, paced)
 

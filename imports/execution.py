@@ -73,6 +73,7 @@ NEXT_STEP_BY_ERROR: dict[type[aws.AwsError], str] = {
     aws.ResourceNotFound: "revise",
     aws.AlreadyExists: "revise",
     aws.ImageInUse: "fix_target",
+    aws.EndpointRefused: "fix_target",
 }
 # Checks about the target, which an admin fixes; any other failed check is about the request.
 TARGET_CHECKS = frozenset({"credentials", "byol"})
@@ -432,6 +433,25 @@ def _older_than_this_attempt(request: ImportRequest, image: aws.ImageStatus) -> 
     except ValueError:
         return False
     return claim is not None and created < claim.created_at
+
+
+# --- the request form's AMI offers -------------------------------------------------------------
+
+
+def refresh_ami_offers(target_id: int) -> int | None:
+    """List the target's Windows AMIs for the request form (selectors.offered_amis); the number
+    offered, or None when AWS could not be asked (the last list stays)."""
+    target = AwsTarget.objects.filter(pk=target_id, is_active=True).first()
+    if target is None:
+        return None
+    try:
+        amis = aws.list_windows_amis(target)
+    except aws.AwsError as error:
+        logger.warning("could not list the AMIs of %s: %s", target, error.as_record())
+        return None
+    offers = [asdict(ami) for ami in amis]
+    AwsTarget.objects.filter(pk=target_id).update(ami_offers=offers, ami_offers_at=timezone.now())
+    return len(offers)
 
 
 # --- tracking --------------------------------------------------------------------------------

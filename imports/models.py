@@ -11,6 +11,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from imports import rules
+from imports.endpoints import validate_endpoint_url
 
 
 class AwsTarget(models.Model):
@@ -46,7 +47,11 @@ class AwsTarget(models.Model):
     endpoint_url = models.URLField(
         "endpoint URL",
         blank=True,
-        help_text="Leave empty for real AWS. Set it to point this target at the local AWS sandbox.",
+        validators=[validate_endpoint_url],
+        help_text=(
+            "Leave empty for AWS's own endpoints. Otherwise an https AWS endpoint (a VPC endpoint, say), "
+            "or, where development allows it, the local AWS sandbox."
+        ),
     )
     byop_allowed = models.BooleanField(
         "BYOP allowed",
@@ -55,6 +60,12 @@ class AwsTarget(models.Model):
     )
     is_active = models.BooleanField("active", default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The account's Windows AMIs, for the request form to suggest, as a worker last listed them
+    # ([{"image_id", "name", "created"}]): the web process never waits on AWS for them.
+    ami_offers = models.JSONField(
+        default=list, blank=True, db_default=models.Value([], output_field=models.JSONField())
+    )
+    ami_offers_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -1,14 +1,16 @@
 """Reads: what a user may see, the approval queue, who to tell, which AMIs to offer."""
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Permission
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
-from imports import aws
+from imports import aws, dispatch
 from imports.models import AwsTarget, ImportRequest, RequestEvent
 
 logger = logging.getLogger(__name__)
@@ -67,18 +69,15 @@ def approvers_for(request: ImportRequest) -> QuerySet[AbstractBaseUser]:
 
 
 def offered_amis() -> dict[int, list[aws.Ami]]:
-    """Each active target's own Windows AMIs, for the request form to suggest. Cached a few
-    minutes per target; a target AWS cannot be asked about offers none (the id can be typed)."""
+    """Each active target's own Windows AMIs, for the request form to suggest, as a worker last
+    listed them: a page never waits on AWS, and a target that hangs or answers garbage offers
+    none (the id can be typed). A list older than PORTAL_AMI_CACHE_SECONDS is refreshed in the
+    background, asked for at most once a minute per target and process."""
     offers = {}
-    for target in AwsTarget.objects.filter(is_active=True):
-        key = f"amis:{target.pk}:{target.account_id}:{target.region}:{target.endpoint_url}"
-        amis = cache.get(key)
-        if amis is None:
-            try:
-                amis = aws.list_windows_amis(target)
-            except aws.AwsError as error:
-                logger.warning("could not list the AMIs of %s: %s", target, error.as_record())
-                amis = []
-            cache.set(key, amis, settings.PORTAL_AMI_CACHE_SECONDS if amis else 30)
-        offers[target.pk] = amis
+    stale_before = timezone.now() - timedelta(seconds=settings.PORTAL_AMI_CACHE_SECONDS)
+    for target in AwsTarget.objects.filter(is_active=True).only("pk", "ami_offers", "ami_offers_at"):
+        offers[target.pk] = [aws.Ami(**ami) for ami in target.ami_offers]
+        stale = target.ami_offers_at is None or target.ami_offers_at < stale_before
+        if stale and cache.add(f"ami-offers-asked:{target.pk}", True, timeout=60):
+            dispatch.publish("refresh_ami_offers", (target.pk,))
     return offers

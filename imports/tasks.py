@@ -51,5 +51,10 @@ def poll_target(target_id: int) -> dict[str, int]:
 
 
 @shared_task
+def refresh_ami_offers(target_id: int) -> int | None:
+    return execution.refresh_ami_offers(target_id)
+
+
+@shared_task
 def sweep_lost_work() -> dict[str, int]:
     return vars(execution.sweep_lost_work(min_interval=settings.PORTAL_SWEEP_SECONDS / 2))

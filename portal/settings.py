@@ -193,6 +193,11 @@ PORTAL_POLL_SECONDS = env_int("PORTAL_POLL_SECONDS", 60)
 PORTAL_POLL_PASS_SECONDS = env_int("PORTAL_POLL_PASS_SECONDS", min(60, CELERY_TASK_SOFT_TIME_LIMIT // 2))
 PORTAL_SWEEP_SECONDS = env_int("PORTAL_SWEEP_SECONDS", 15)
 PORTAL_AMI_CACHE_SECONDS = env_int("PORTAL_AMI_CACHE_SECONDS", 300)
+# Where a target's endpoint URL may point (imports/endpoints.py): AWS's own hosts, and these
+# (an exact host, or a domain starting with a dot), e.g. a VPC endpoint. Plain http, and the
+# local AWS sandbox's hosts, only where allowed: in development by default.
+PORTAL_ALLOW_HTTP_ENDPOINTS = env_bool("PORTAL_ALLOW_HTTP_ENDPOINTS", DEBUG)
+PORTAL_ENDPOINT_HOSTS = env_list("PORTAL_ENDPOINT_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 # AWS documents 2 WorkSpaces API calls per second with bursts of 5, per account; the portal's
 # own calls stay within it across all processes. https://docs.aws.amazon.com/workspaces/latest/api/welcome.html
 PORTAL_WORKSPACES_CALLS_PER_SECOND = env_int("PORTAL_WORKSPACES_CALLS_PER_SECOND", 2)

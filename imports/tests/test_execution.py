@@ -391,31 +391,39 @@ def test_approval_needs_passing_checks_of_the_current_version(make_request: Any,
         assert request.state == State.SUBMITTED
 
 
-def test_the_form_offers_each_active_targets_windows_amis_and_caches_them(
-    target: AwsTarget, sandbox: SandboxHandle
+def test_the_form_offers_the_amis_a_worker_listed_and_asks_for_a_fresh_list_once(
+    target: AwsTarget, sandbox: SandboxHandle, published: list[Any]
 ) -> None:
-    AwsTarget.objects.create(name="Gone", account_id="123456789012", region="us-east-1", is_active=False)
+    gone = AwsTarget.objects.create(name="Gone", account_id="123456789012", region="us-east-1", is_active=False)
     cache.clear()
+    published.clear()
 
-    first = OFFERED_AMIS()
-    second = OFFERED_AMIS()
+    before = OFFERED_AMIS()
+    again = OFFERED_AMIS()
+    listed = execution.refresh_ami_offers(target.pk)
+    after = OFFERED_AMIS()
 
-    assert list(first) == [target.pk]
-    ids = [ami.image_id for ami in first[target.pk]]
+    # The page never asked AWS: it offered what was stored (nothing yet) and asked a worker, once.
+    assert (before, again) == ({target.pk: []}, {target.pk: []})
+    assert published == [("refresh_ami_offers", (target.pk,))]
+    ids = [ami.image_id for ami in after[target.pk]]
+    assert listed == len(ids)
     assert "ami-05eed000000000001" in ids
     assert "ami-05eed000000000006" not in ids  # Linux
     assert "ami-05eed000000000007" not in ids  # another account's
-    assert second == first
-    assert control(sandbox, "calls")["DescribeImages"] == 1
+    assert control(sandbox, "calls") == {"DescribeImages": 1}
+    assert execution.refresh_ami_offers(gone.pk) is None
+    assert list(after) == [target.pk]
 
 
-def test_a_target_aws_cannot_be_asked_about_offers_no_amis(db: None) -> None:
-    AwsTarget.objects.create(
-        name="Down", account_id="123456789012", region="us-east-1", endpoint_url="http://127.0.0.1:9"
-    )
-    cache.clear()
+def test_a_target_aws_cannot_be_asked_keeps_its_last_offers(target: AwsTarget) -> None:
+    offer = {"image_id": "ami-0aaaaaaaaaaaaaaa1", "name": "win11", "created": "2026-11-01T00:00:00Z"}
+    AwsTarget.objects.filter(pk=target.pk).update(endpoint_url="http://127.0.0.1:9", ami_offers=[offer])
 
-    assert list(OFFERED_AMIS().values()) == [[]]
+    assert execution.refresh_ami_offers(target.pk) is None
+
+    target.refresh_from_db()
+    assert target.ami_offers == [offer]
 
 
 # --- the engine: AWS's floor, transient faults, leases ------------------------------------------

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
-from imports import roles
+from imports import dispatch, roles
 from imports.models import AwsTarget
 
 DEMO_PASSWORD = "demo-portal-2026"  # noqa: S105 -- published on purpose: demo users only, DEBUG only
@@ -48,7 +48,7 @@ class Command(BaseCommand):
                 user.set_password(DEMO_PASSWORD)
                 user.save()
             user.groups.add(*Group.objects.filter(name__in=group_names))
-        AwsTarget.objects.update_or_create(
+        target, _ = AwsTarget.objects.update_or_create(
             name="Local AWS sandbox",
             defaults={
                 "account_id": SANDBOX_ACCOUNT,
@@ -58,6 +58,8 @@ class Command(BaseCommand):
                 "is_active": True,
             },
         )
+        # The worker lists the sandbox's AMIs for the request form once it runs.
+        dispatch.publish("refresh_ami_offers", (target.pk,))
         self.stdout.write(f"Demo log-ins (password for all: {DEMO_PASSWORD}):")
         for username, group_names, is_superuser in DEMO_USERS:
             role = "admin (superuser)" if is_superuser else ", ".join(group_names)
