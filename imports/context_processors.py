@@ -1,5 +1,6 @@
 from django.http import HttpRequest
 
+from imports import roles as roles_module
 from imports import selectors
 
 
@@ -9,8 +10,8 @@ def roles(request: HttpRequest) -> dict[str, bool]:
     if user is None or not user.is_authenticated:
         return {}
     return {
-        "can_request": user.has_perm("imports.add_importrequest"),
-        "can_approve": user.has_perm("imports.approve_importrequest"),
+        "can_request": roles_module.has_role(user, roles_module.REQUESTERS),
+        "can_approve": roles_module.has_role(user, roles_module.APPROVERS),
         "sees_all_requests": selectors.sees_all_requests(user),
         "can_read_audit": user.has_perm("imports.view_requestevent"),
     }

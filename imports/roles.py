@@ -4,6 +4,8 @@ Kept in code and applied on every `migrate` (post_migrate), so a new permission 
 groups without a hand-written data migration, and a test database flush gets them back.
 """
 
+from typing import Any
+
 from django.apps import apps as global_apps
 from django.apps.registry import Apps
 
@@ -21,6 +23,23 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     ),
     AUDITORS: ("imports.view_importrequest", "imports.view_requestevent", "imports.view_awstarget"),
 }
+
+
+def roles_of(user: Any) -> frozenset[str]:
+    """The role groups `user` belongs to, read once per user object. Acting as a requester or an
+    approver takes membership of the group: being a superuser is not enough, so that no single
+    admin can file and approve an import alone (separation of duties)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return frozenset()
+    cached = getattr(user, "_portal_roles", None)
+    if cached is None:
+        cached = frozenset(user.groups.filter(name__in=ROLE_PERMISSIONS).values_list("name", flat=True))
+        user._portal_roles = cached
+    return cached
+
+
+def has_role(user: Any, role: str) -> bool:
+    return role in roles_of(user)
 
 
 def sync_role_groups(apps: Apps = global_apps, using: str = "default") -> None:

@@ -5,12 +5,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, Permission
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from imports import aws, dispatch
+from imports import aws, dispatch, roles
 from imports.models import AwsTarget, ImportRequest, RequestEvent
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def visible_request(user: AbstractBaseUser, pk: int) -> ImportRequest | None:
 
 def approval_queue(user: AbstractBaseUser) -> QuerySet[ImportRequest]:
     """Requests waiting for a decision that `user` may take: everyone's but their own."""
-    if not user.has_perm("imports.approve_importrequest"):
+    if not roles.has_role(user, roles.APPROVERS):
         return ImportRequest.objects.none()
     return (
         ImportRequest.objects.select_related("target", "requester")
@@ -54,14 +54,10 @@ def history(request: ImportRequest) -> QuerySet[RequestEvent]:
 
 
 def approvers_for(request: ImportRequest) -> QuerySet[AbstractBaseUser]:
-    """Active users who may decide on `request`: approvers other than its requester."""
-    permission = Permission.objects.get(content_type__app_label="imports", codename="approve_importrequest")
+    """Active users who may decide on `request`: members of Approvers other than its requester."""
     return (
         get_user_model()
-        .objects.filter(
-            Q(groups__permissions=permission) | Q(user_permissions=permission) | Q(is_superuser=True),
-            is_active=True,
-        )
+        .objects.filter(groups__name=roles.APPROVERS, is_active=True)
         .exclude(pk=request.requester_id)
         .distinct()
         .order_by("pk")

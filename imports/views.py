@@ -18,7 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from imports import selectors, workflow
+from imports import roles, selectors, workflow
 from imports.audit import canonical_json
 from imports.filters import RequestFilter
 from imports.forms import DecisionForm, ImportRequestForm, tag_formset
@@ -81,9 +81,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _ensure_role(request: HttpRequest, role: str) -> None:
+    # A superuser without the role may not act in it either: separation of duties.
+    if not roles.has_role(request.user, role):
+        raise PermissionDenied(workflow.MSG_NOT_ALLOWED)
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
-@permission_required("imports.add_importrequest", raise_exception=True)
 def request_create(request: HttpRequest) -> HttpResponse:
+    _ensure_role(request, roles.REQUESTERS)
     data = request.POST if request.method == "POST" else None
     form, tags = ImportRequestForm(data, amis=selectors.offered_amis()), tag_formset(data)
     if data is not None and all([form.is_valid(), tags.is_valid()]):
@@ -279,8 +285,8 @@ def request_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "HEAD"])
-@permission_required("imports.approve_importrequest", raise_exception=True)
 def approval_queue(request: HttpRequest) -> HttpResponse:
+    _ensure_role(request, roles.APPROVERS)
     page = Paginator(selectors.approval_queue(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "imports/approval_queue.html", {"page": page})
 

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from imports import dispatch, notifications
+from imports import dispatch, notifications, roles
 from imports.audit import append_event
 from imports.models import EventAction, ImportRequest, RequestEvent, format_reference
 
@@ -130,14 +130,9 @@ class _LostRace(Exception):
 def may(user: AbstractBaseUser | None, action: Action, request: ImportRequest) -> bool:
     """Whether `user` may take `action` on `request` in principle, whatever its state."""
     if action in REQUESTER_ACTIONS:
-        return user is not None and user.is_authenticated and request.requester_id == user.pk
+        return roles.has_role(user, roles.REQUESTERS) and request.requester_id == user.pk
     if action in APPROVER_ACTIONS:
-        return (
-            user is not None
-            and user.is_authenticated
-            and user.has_perm("imports.approve_importrequest")
-            and request.requester_id != user.pk
-        )
+        return roles.has_role(user, roles.APPROVERS) and request.requester_id != user.pk
     # Submission is checked by submit_request; the worker's actions have no human actor.
     return user is None
 
@@ -257,7 +252,7 @@ def _request_snapshot(request: ImportRequest) -> dict[str, Any]:
 
 
 def submit_request(*, requester: AbstractBaseUser, fields: dict[str, Any]) -> ImportRequest:
-    if not requester.has_perm("imports.add_importrequest"):
+    if not roles.has_role(requester, roles.REQUESTERS):
         raise NotAllowed(MSG_NOT_ALLOWED)
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:

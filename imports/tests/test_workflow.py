@@ -3,9 +3,11 @@
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core import mail
 
-from imports import workflow
+from imports import roles, workflow
 from imports.audit import verify_chain
 from imports.models import ImportRequest, RequestEvent
 from imports.tests.conftest import pass_preflight, request_fields
@@ -145,12 +147,42 @@ def test_only_approvers_can_decide(make_request: Any, actor_name: str, request: 
     assert import_request.events.count() == 2
 
 
-def test_a_superuser_may_approve_like_an_approver(make_request: Any, superuser: Any) -> None:
+def test_a_superuser_approves_only_as_a_member_of_approvers(make_request: Any, superuser: Any) -> None:
     request = make_request()
 
-    approved = workflow.approve_request(request_id=request.pk, actor=superuser, expected_version=1)
+    with pytest.raises(workflow.NotAllowed):
+        workflow.approve_request(request_id=request.pk, actor=superuser, expected_version=1)
+    request.refresh_from_db()
+    assert request.state == State.SUBMITTED
+
+    superuser.groups.add(Group.objects.get(name=roles.APPROVERS))
+    member = get_user_model().objects.get(pk=superuser.pk)  # roles are read once per user object
+    approved = workflow.approve_request(request_id=request.pk, actor=member, expected_version=1)
 
     assert approved.state == State.APPROVED
+
+
+def test_a_superuser_files_no_request_without_the_requester_role(superuser: Any, target: Any) -> None:
+    with pytest.raises(workflow.NotAllowed):
+        workflow.submit_request(requester=superuser, fields=request_fields(target))
+
+    assert not ImportRequest.objects.exists()
+
+
+def test_a_requester_removed_from_the_role_can_no_longer_act_on_their_own_request(
+    make_request: Any, requester: Any
+) -> None:
+    request = make_request()
+    requester.groups.clear()
+    former = get_user_model().objects.get(pk=requester.pk)
+
+    with pytest.raises(workflow.NotAllowed):
+        workflow.edit_request(request_id=request.pk, actor=former, fields={"office": ""}, expected_version=1)
+    with pytest.raises(workflow.NotAllowed):
+        workflow.cancel_request(request_id=request.pk, actor=former)
+
+    request.refresh_from_db()
+    assert (request.state, request.version) == (State.SUBMITTED, 1)
 
 
 @pytest.mark.parametrize(
