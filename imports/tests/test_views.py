@@ -765,3 +765,36 @@ def test_an_available_image_with_an_update_from_aws_says_so(as_role: Any, rita_r
     page = as_role("requester").get(reverse("request_detail", args=[rita_request.pk])).content.decode()
 
     assert "AWS has an update for this image: New drivers." in page
+
+
+# --- headers --------------------------------------------------------------------------------
+
+
+def test_pages_carry_a_strict_content_security_policy_and_a_permissions_policy(client: Client, requester: Any) -> None:
+    client.force_login(requester)
+
+    response = client.get(reverse("dashboard"))
+
+    policy = dict(
+        directive.strip().split(" ", 1) for directive in response.headers["Content-Security-Policy"].split(";")
+    )
+    assert policy["script-src"] == "'self'"
+    assert policy["style-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["object-src"] == "'none'"
+    assert "unsafe-inline" not in response.headers["Content-Security-Policy"]
+    assert "camera=()" in response.headers["Permissions-Policy"]
+    assert "geolocation=()" in response.headers["Permissions-Policy"]
+
+
+@pytest.mark.parametrize("url_name", ["dashboard", "request_list", "audit_export"])
+def test_nothing_a_signed_in_person_sees_is_stored_by_browsers_or_caches(
+    client: Client, approver: Any, url_name: str
+) -> None:
+    client.force_login(approver)
+
+    response = client.get(reverse(url_name))
+
+    assert response.status_code == 200
+    cache_control = {part.strip() for part in response.headers["Cache-Control"].split(",")}
+    assert {"no-store", "private"} <= cache_control
