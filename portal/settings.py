@@ -5,6 +5,7 @@ The defaults are the embedded development set-up: SQLite under var/, console ema
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -60,6 +61,7 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_filters",
     "bootstrap",
+    "axes",
     "imports",
 ]
 
@@ -76,6 +78,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "imports.middleware.NoStoreForSignedInMiddleware",
+    "imports.middleware.SessionLifetimeMiddleware",
+    # Last, as django-axes asks: it answers a locked-out log-in.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -122,6 +127,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Log-in throttling: after PORTAL_LOGIN_FAILURE_LIMIT failures for one user name, or from one
+# address, log-ins stop for PORTAL_LOGIN_LOCKOUT_MINUTES; each failure is logged.
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("PORTAL_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# A session ends after PORTAL_SESSION_IDLE_MINUTES without a click, and PORTAL_SESSION_MAX_HOURS
+# after log-in whatever happens (imports.middleware.SessionLifetimeMiddleware); the cookie
+# itself lasts no longer than the latter.
+PORTAL_SESSION_IDLE_MINUTES = env_int("PORTAL_SESSION_IDLE_MINUTES", 30)
+PORTAL_SESSION_MAX_HOURS = env_int("PORTAL_SESSION_MAX_HOURS", 8)
+SESSION_COOKIE_AGE = PORTAL_SESSION_MAX_HOURS * 3600
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
