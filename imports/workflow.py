@@ -280,6 +280,20 @@ def edit_request(
     *, request_id: int, actor: AbstractBaseUser, fields: dict[str, Any], expected_version: int
 ) -> ImportRequest:
     """Change a request's parameters. It goes (back) to `submitted` and needs a fresh decision."""
+    return _new_version(request_id=request_id, actor=actor, fields=fields, expected_version=expected_version)
+
+
+def _new_version(
+    *,
+    request_id: int,
+    actor: AbstractBaseUser,
+    fields: dict[str, Any],
+    expected_version: int,
+    action: Action = Action.EDIT,
+    also: Callable[[ImportRequest], dict[str, Any]] | None = None,
+) -> ImportRequest:
+    """A new version of the request's parameters, back to `submitted`, the checks queued; the
+    event records the parameters before and after."""
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValueError(f"not request fields: {sorted(unknown)}")
@@ -287,7 +301,7 @@ def edit_request(
 
     def changes(request: ImportRequest) -> dict[str, Any]:
         before.update(_request_snapshot(request))
-        return {**fields, "version": request.version + 1}
+        return {**(also(request) if also else {}), **fields, "version": request.version + 1}
 
     def after_commit(request: ImportRequest, event: RequestEvent) -> None:
         notifications.request_awaits_decision(request, event)
@@ -295,7 +309,7 @@ def edit_request(
 
     return _transition(
         request_id=request_id,
-        action=Action.EDIT,
+        action=action,
         actor=actor,
         expected_version=expected_version,
         changes=changes,
@@ -415,27 +429,13 @@ def revise_request(
     """The requester's way out of a failed import: a new version of the same request (a new AMI,
     say), which goes back to approval. Its failure stays in sight and the failed image is deleted
     before the new version is imported."""
-    unknown = set(fields) - set(EDITABLE_FIELDS)
-    if unknown:
-        raise ValueError(f"not request fields: {sorted(unknown)}")
-    before: dict[str, Any] = {}
-
-    def changes(request: ImportRequest) -> dict[str, Any]:
-        before.update(_request_snapshot(request))
-        return {**_next_attempt(request), **fields, "version": request.version + 1, "approver": None}
-
-    def after_commit(request: ImportRequest, event: RequestEvent) -> None:
-        notifications.request_awaits_decision(request, event)
-        dispatch.publish("run_preflight_checks", (request.pk, request.version), request_id=request.pk)
-
-    return _transition(
+    return _new_version(
         request_id=request_id,
-        action=Action.REVISE,
         actor=actor,
+        fields=fields,
         expected_version=expected_version,
-        changes=changes,
-        data=lambda request: {"before": before, "after": _request_snapshot(request)},
-        after_commit=after_commit,
+        action=Action.REVISE,
+        also=lambda request: {**_next_attempt(request), "approver": None},
     )
 
 
