@@ -124,3 +124,18 @@ def test_portal_roles_do_not_get_into_the_admin(client: Client, role: str, reque
 
     assert response.status_code == 302
     assert "login" in response.url
+
+
+@pytest.mark.parametrize(
+    "query", ["created_at__year=9999", "created_at__year=-1", "created_at__year=2026&created_at__month=13"]
+)
+def test_an_impossible_date_in_the_request_changelist_is_an_invalid_lookup_not_an_error(
+    client: Client, superuser: Any, make_request: Any, query: str
+) -> None:
+    make_request()
+    client.force_login(superuser)
+
+    response = client.get(f"{reverse('admin:imports_importrequest_changelist')}?{query}")
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
