@@ -745,17 +745,21 @@ def fail_with_an_error_image(approved: Any) -> ImportRequest:
     return request
 
 
+def revise_with_a_good_ami_and_approve(failed: ImportRequest, requester: Any, approver: Any) -> None:
+    workflow.revise_request(
+        request_id=failed.pk, actor=requester, fields={"ec2_image_id": WINDOWS_AMI}, expected_version=1
+    )
+    pass_preflight(ImportRequest.objects.get(pk=failed.pk))
+    workflow.approve_request(request_id=failed.pk, actor=approver, expected_version=2)
+
+
 def test_a_revised_request_deletes_the_failed_image_it_made_then_imports_the_new_version_under_the_same_name(
     approved: Any, requester: Any, approver: Any, sandbox: SandboxHandle
 ) -> None:
     failed = fail_with_an_error_image(approved)
     failed_image = failed.aws_image_id
     assert failed.failure["next_step"] == "revise"
-    workflow.revise_request(
-        request_id=failed.pk, actor=requester, fields={"ec2_image_id": WINDOWS_AMI}, expected_version=1
-    )
-    pass_preflight(ImportRequest.objects.get(pk=failed.pk))
-    workflow.approve_request(request_id=failed.pk, actor=approver, expected_version=2)
+    revise_with_a_good_ami_and_approve(failed, requester, approver)
     control(sandbox, "reset", {})
 
     execution.import_request(failed.pk)
@@ -779,11 +783,7 @@ def test_an_image_aws_will_not_delete_stops_the_import_and_says_what_to_undo(
     aws.client(target, "workspaces").update_workspace_image_permission(
         ImageId=failed.aws_image_id, AllowCopyImage=True, SharedAccountId="111122223333"
     )
-    workflow.revise_request(
-        request_id=failed.pk, actor=requester, fields={"ec2_image_id": WINDOWS_AMI}, expected_version=1
-    )
-    pass_preflight(ImportRequest.objects.get(pk=failed.pk))
-    workflow.approve_request(request_id=failed.pk, actor=approver, expected_version=2)
+    revise_with_a_good_ami_and_approve(failed, requester, approver)
     control(sandbox, "reset", {})
 
     execution.import_request(failed.pk)
