@@ -86,7 +86,7 @@ def main() -> None:
 
     from imports import aws, workflow
     from imports.models import AwsTarget, ImportRequest, RequestEvent
-    from imports.sandbox import start_sandbox
+    from sandbox import start_sandbox
 
     redis.Redis(db=options.redis_db).flushdb()
     call_command("migrate", verbosity=0)

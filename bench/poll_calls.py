@@ -34,7 +34,7 @@ from django.utils import timezone
 from imports import aws, execution
 from imports.models import AwsTarget, ImportRequest
 from imports.ratelimit import DatabaseTokenBucket
-from imports.sandbox import control_sandbox, start_sandbox
+from sandbox import control_sandbox, start_sandbox
 
 
 def main(sizes: list[int]) -> None:

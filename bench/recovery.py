@@ -151,7 +151,7 @@ from django.urls import reverse
 
 from imports import dispatch, workflow
 from imports.models import AwsTarget, ImportRequest, RequestEvent
-from imports.sandbox import DEFAULT_REGION, SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, start_sandbox
+from sandbox import DEFAULT_REGION, SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, start_sandbox
 
 T = TypeVar("T")
 

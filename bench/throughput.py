@@ -116,7 +116,7 @@ from django.db import connections
 
 from imports import dispatch, workflow
 from imports.models import AwsTarget, ImportRequest, RequestEvent
-from imports.sandbox import SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, seed_images, start_sandbox
+from sandbox import SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, seed_images, start_sandbox
 
 ACCOUNTS = (SANDBOX_ACCOUNT_ID, "222233334444")  # moto's default account, and one reached by AssumeRole
 

@@ -14,7 +14,7 @@ from playwright.sync_api import Locator, Page, expect
 from imports.management.commands.seed_demo import DEMO_PASSWORD
 
 TARGET = "Local AWS sandbox (123456789012, us-east-1)"
-# AMIs the sandbox seeds in the target's account (imports/sandbox/seed.py).
+# AMIs the sandbox seeds in the target's account (sandbox/seed.py).
 WIN10_AMI = "ami-05eed000000000001"
 WIN11_AMI = "ami-05eed000000000002"
 WIN11_AMI_NAME = "win11-23h2-byol-2026-10"

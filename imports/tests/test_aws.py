@@ -34,7 +34,7 @@ from botocore.exceptions import (
 from botocore.stub import Stubber
 
 from imports import aws
-from imports.sandbox import SandboxHandle, start_sandbox
+from sandbox import SandboxHandle, start_sandbox
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"

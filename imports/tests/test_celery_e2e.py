@@ -41,9 +41,9 @@ from django.db import connection
 from imports import dispatch, roles, workflow
 from imports.dispatch import publish as REAL_PUBLISH  # captured before the autouse fixture fakes it
 from imports.models import AwsTarget, ImportRequest
-from imports.sandbox import DEFAULT_REGION, SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, start_sandbox
 from imports.tests.conftest import make_user, pass_preflight, request_fields
 from portal.celery import app as celery_app
+from sandbox import DEFAULT_REGION, SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, start_sandbox
 
 pytestmark = pytest.mark.postgres
 

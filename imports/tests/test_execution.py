@@ -13,8 +13,8 @@ from imports import aws, execution, selectors, workflow
 from imports.locks import job_lock
 from imports.models import AccountRateLimit, AwsTarget, ImportRequest
 from imports.ratelimit import DatabaseTokenBucket
-from imports.sandbox import SandboxHandle, control_sandbox, start_sandbox
 from imports.tests.conftest import pass_preflight
+from sandbox import SandboxHandle, control_sandbox, start_sandbox
 
 # The real one: conftest replaces it for the page tests.
 OFFERED_AMIS = selectors.offered_amis

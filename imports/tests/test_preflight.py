@@ -14,14 +14,14 @@ import pytest
 from botocore.stub import Stubber
 
 from imports import aws
-from imports.sandbox import SandboxHandle, start_sandbox
-from imports.sandbox.workspaces import BYOL_DISABLED_MESSAGE
+from sandbox import SandboxHandle, start_sandbox
+from sandbox.workspaces import BYOL_DISABLED_MESSAGE
 
 ACCOUNT_ID = "123456789012"
 PARTNER_ACCOUNT_ID = "111122223333"
 REGION = "us-east-1"
 IDENTITY = "IMP-000001"
-# The sandbox's seeds (imports/sandbox/seed.py).
+# The sandbox's seeds (sandbox/seed.py).
 WIN10_AMI = "ami-05eed000000000001"  # legacy BIOS, 60 GB
 LARGE_ROOT_AMI = "ami-05eed000000000002"  # Windows 11, UEFI, 80 GB root
 TWO_VOLUME_AMI = "ami-05eed000000000003"  # Windows 10, no boot mode set, 64 GB root and a data volume

@@ -29,7 +29,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         # The Procfile starts the sandbox on SANDBOX_PORT (default 5055): point the target there.
-        # (Not imported from imports.sandbox, which needs moto: the production image lacks it.)
+        # (Not imported from sandbox, which needs moto: the production image lacks it.)
         port = os.environ.get("SANDBOX_PORT") or "5055"
         parser.add_argument(
             "--sandbox-url", default=f"http://127.0.0.1:{port}", help="endpoint of the local AWS sandbox"

@@ -1,7 +1,8 @@
 """The local AWS sandbox: moto's server plus the WorkSpaces BYOL import operations it lacks.
 
-Standalone on purpose (no Django models), so tests, benchmarks and the ``aws_sandbox``
-management command can all start it. See PRODUCT.md section 11.
+A top-level package of its own, apart from the portal (no Django settings, no models): tests,
+benchmarks and ``python -m sandbox`` start it, and the production image leaves it and moto out.
+See PRODUCT.md section 11.
 """
 
 from .client import control_sandbox

@@ -25,7 +25,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
 
-from imports.sandbox import (
+from sandbox import (
     ERROR_DETAILS_TAG,
     PARTNER_ACCOUNT_ID,
     SANDBOX_ACCOUNT_ID,
@@ -36,7 +36,7 @@ from imports.sandbox import (
     seed_images,
     start_sandbox,
 )
-from imports.sandbox.workspaces import BYOL_DISABLED_MESSAGE
+from sandbox.workspaces import BYOL_DISABLED_MESSAGE
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -1036,7 +1036,7 @@ def test_unknown_control_endpoint_or_method_is_refused(sandbox: SandboxHandle) -
     assert control(sandbox, "GET", "calls")[1] == {}
 
 
-# --- the management command ----------------------------------------------------------------
+# --- python -m sandbox --------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -1056,10 +1056,10 @@ def wait_until_answering(url: str, process: subprocess.Popen[str], timeout: floa
     raise AssertionError(f"the sandbox at {url} never answered (exit code {process.poll()})")
 
 
-def test_management_command_serves_until_sigint_and_exits_cleanly() -> None:
+def test_command_serves_until_sigint_and_exits_cleanly() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "manage.py", "aws_sandbox", "--port", str(port), "--import-delay", "2.5"]
+    command = [sys.executable, "-m", "sandbox", "--port", str(port), "--import-delay", "2.5"]
     process = subprocess.Popen(  # noqa: S603 -- our own manage.py with fixed arguments
         command, cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
     )
