@@ -1,7 +1,13 @@
-# One image for every process of the portal: web (gunicorn, the default CMD), the Celery worker
-# and beat, the one-off migrate job and the local AWS sandbox. docker-compose.yml picks the
-# command per service; docs/docker.md explains how to run it.
-FROM python:3.11-slim
+# Two images from one file. The last stage, `production` (what `docker build .` builds), runs
+# every process of the portal: web (gunicorn, the default CMD), the Celery worker and beat and the
+# one-off migrate job. It holds requirements.txt and the portal's own code only: no moto, no
+# sandbox, no tests, no benchmarks. `--target sandbox` builds the local AWS sandbox instead
+# (moto plus sandbox/), for the compose profile of the same name. docker-compose.yml picks the
+# target and the command per service; docs/docker.md explains how to run it.
+# https://docs.docker.com/build/building/multi-stage/
+
+# ---- base: Python, the portal's pinned requirements and the runtime user -----------------------
+FROM python:3.11-slim AS base
 
 # No .pyc files (the code directory is read-only to the runtime user anyway) and unbuffered
 # stdout/stderr, so logs reach `docker compose logs` at once.
@@ -13,11 +19,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, so that a code change does not re-install them. requirements-sandbox.txt
-# includes requirements.txt and adds moto's server, so the `sandbox` profile runs this image too.
-# Every pinned package ships a manylinux wheel (psycopg[binary] included): no compiler needed.
-COPY requirements.txt requirements-sandbox.txt ./
-RUN pip install --no-cache-dir -r requirements-sandbox.txt
+# Dependencies first, so that a code change does not re-install them. Every pinned package ships
+# a manylinux wheel (psycopg[binary] included): no compiler needed.
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
 
 # The runtime user owns only the var directory (and the beat schedule volume mounted there);
 # the code and the collected static files stay root-owned and read-only to it.
@@ -26,14 +31,38 @@ RUN groupadd --system --gid 10001 portal \
         --shell /usr/sbin/nologin portal \
     && install -d -o portal -g portal -m 0750 /var/lib/portal
 
-COPY . .
+# ---- sandbox: the local AWS sandbox (`docker compose --profile sandbox`), never in production ---
+FROM base AS sandbox
 
-# Collect static files for WhiteNoise's manifest storage (used when DEBUG is off). The secret key
+# requirements-sandbox.txt adds moto's server (and honcho, for `make run`) to requirements.txt.
+COPY requirements-sandbox.txt ./
+RUN pip install --no-cache-dir -r requirements-sandbox.txt
+
+# The sandbox needs no settings, no database and none of the portal's code.
+COPY sandbox/ sandbox/
+
+USER portal
+EXPOSE 5055
+CMD ["python", "-m", "sandbox", "--host", "0.0.0.0", "--port", "5055"]
+
+# ---- production: the portal (the default target, so it comes last) ----------------------------
+FROM base AS production
+
+# Only what the portal runs. .dockerignore keeps imports/tests out as well: the tests need pytest
+# and the sandbox, which this image does not have.
+COPY manage.py ./
+COPY portal/ portal/
+COPY imports/ imports/
+COPY templates/ templates/
+COPY static/ static/
+
+# Collect static files for WhiteNoise's manifest storage (used when DEBUG is off). The secret keys
 # and var dir below are throwaway values for this one build step only: they are set on the RUN
 # line, not with ENV or ARG, so they are never part of the runtime environment.
 # https://whitenoise.readthedocs.io/en/stable/django.html
 RUN DJANGO_DEBUG=false \
     DJANGO_SECRET_KEY=build-only-collectstatic-key-not-used-at-runtime \
+    PORTAL_AUDIT_KEY=build-only-collectstatic-audit-key-not-used-at-runtime \
     PORTAL_VAR_DIR=/tmp/build-var \
     python manage.py collectstatic --noinput \
     && rm -rf /tmp/build-var

@@ -1,0 +1,325 @@
+"""What the Docker images and the compose stack hold, checked without building anything.
+
+The production image must run the portal with requirements.txt alone: no moto, no sandbox, no
+test tools. Its contents are rebuilt here from the Dockerfile's COPY lines and .dockerignore, and
+every module in them is read for imports and imported in a fresh interpreter where everything outside
+requirements.txt's dependency closure cannot be imported.
+"""
+
+import ast
+import fnmatch
+import importlib.metadata
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+
+# What the portal needs at run time; anything else a production COPY names is a mistake.
+PORTAL_SOURCES = {"manage.py", "portal", "imports", "templates", "static", "requirements.txt"}
+# In python:3.11-slim besides what requirements.txt installs.
+BASE_IMAGE_DISTRIBUTIONS = {"pip", "setuptools", "wheel"}
+
+
+@dataclass
+class Stage:
+    name: str
+    parent: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+
+def dockerfile_stages() -> dict[str, Stage]:
+    """The Dockerfile's stages in order, each with its instructions (continuation lines joined)."""
+    stages: dict[str, Stage] = {}
+    logical: list[str] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    current: Stage | None = None
+    for line in logical:
+        keyword, _, args = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            words = args.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else f"stage-{len(stages)}"
+            current = stages[name] = Stage(name=name, parent=words[0])
+        else:
+            assert current is not None, f"{keyword} before the first FROM"
+            current.instructions.append((keyword, args.strip()))
+    return stages
+
+
+def stage_chain(stages: dict[str, Stage], name: str) -> list[Stage]:
+    """The stage and the stages it is built FROM, base first."""
+    chain = []
+    while name in stages:
+        chain.insert(0, stages[name])
+        name = stages[name].parent
+    return chain
+
+
+def copies(stage: Stage) -> list[tuple[list[str], str]]:
+    """(sources, destination) of each COPY or ADD from the build context."""
+    found = []
+    for keyword, args in stage.instructions:
+        if keyword not in {"COPY", "ADD"}:
+            continue
+        words = [word for word in shlex.split(args) if not word.startswith("--")]
+        assert not any(word.startswith("--from") for word in shlex.split(args)), "no COPY --from stages expected"
+        found.append((words[:-1], words[-1]))
+    return found
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip().rstrip("/") for line in lines if line.strip() and not line.startswith("#")]
+
+
+def ignored(relative: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore keeps `relative` (or a folder above it) out of the build context;
+    enough of Docker's matching for the patterns this repository uses."""
+    parts = relative.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in patterns:
+        if pattern.startswith("!"):
+            raise AssertionError("exceptions (!) in .dockerignore are not handled here")
+        deep = pattern.removeprefix("**/")
+        for prefix in prefixes:
+            if fnmatch.fnmatchcase(prefix, pattern):
+                return True
+            if deep != pattern and fnmatch.fnmatchcase(prefix.rsplit("/", 1)[-1], deep):
+                return True
+    return False
+
+
+def production_tree(destination: Path) -> list[str]:
+    """Copy what the production stage COPYs from the build context to `destination`, as Docker
+    would; returns the sources named."""
+    patterns = dockerignore_patterns()
+    named = []
+    for stage in stage_chain(dockerfile_stages(), "production"):
+        for sources, _ in copies(stage):
+            for source in sources:
+                named.append(source.rstrip("/"))
+                path = ROOT / source
+                files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+                for file in files:
+                    relative = file.relative_to(ROOT).as_posix()
+                    if not ignored(relative, patterns):
+                        (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(file, destination / relative)
+    return named
+
+
+def runtime_distributions() -> set[str]:
+    """requirements.txt and everything it depends on (with the extras asked for), as installed."""
+    pending = [
+        Requirement(line.split("#")[0].strip())
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    ]
+    seen: dict[str, set[str]] = {}
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        extras = set(requirement.extras)
+        if name in seen and extras <= seen[name]:
+            continue
+        seen[name] = seen.get(name, set()) | extras
+        try:
+            requires = importlib.metadata.distribution(name).requires or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # an optional dependency for another platform
+        for line in requires:
+            dependency = Requirement(line)
+            marker: Marker | None = dependency.marker
+            if marker is None or any(marker.evaluate({"extra": extra}) for extra in {"", *seen[name]}):
+                pending.append(dependency)
+    return set(seen) | BASE_IMAGE_DISTRIBUTIONS
+
+
+def modules_missing_from_production() -> set[str]:
+    """Top-level modules installed here (for the sandbox and the tests) that the production image
+    does not install, and the repository's own packages it does not copy."""
+    runtime = runtime_distributions()
+    missing = {
+        module
+        for module, distributions in importlib.metadata.packages_distributions().items()
+        if not any(canonicalize_name(d) in runtime for d in distributions)
+    }
+    return missing | {"sandbox", "bench", "browser_tests"}
+
+
+# Run in a fresh interpreter inside the copied tree: a finder first on sys.meta_path makes each
+# missing module fail to import, as in the image; then Django starts with production settings,
+# every module of the tree is imported and the system checks run.
+IMPORT_EVERYTHING = """
+import importlib, importlib.abc, json, os, pathlib, sys
+
+BLOCKED = set(json.loads(os.environ["BLOCKED_MODULES"]))
+
+class NotInTheImage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the production image)", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInTheImage())
+report = {"blocked_ok": [], "failed": {}, "imported": 0}
+for name in ("moto", "sandbox", "pytest"):
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        report["blocked_ok"].append(name)
+
+import django
+django.setup()
+for package in ("portal", "imports"):
+    for file in sorted(pathlib.Path(package).rglob("*.py")):
+        module = ".".join(file.with_suffix("").parts).removesuffix(".__init__")
+        try:
+            importlib.import_module(module)
+            report["imported"] += 1
+        except Exception as error:
+            report["failed"][module] = f"{type(error).__name__}: {error}"
+
+from django.core.management import call_command
+call_command("check")
+print(json.dumps(report))
+"""
+
+
+def test_the_production_image_is_the_default_target() -> None:
+    stages = dockerfile_stages()
+
+    assert list(stages)[-1] == "production", "`docker build .` builds the last stage: it must be production"
+    assert [stage.name for stage in stage_chain(stages, "production")] == ["base", "production"]
+
+
+def test_the_production_image_copies_only_the_portal() -> None:
+    chain = stage_chain(dockerfile_stages(), "production")
+    sources = {source.rstrip("/") for stage in chain for names, _ in copies(stage) for source in names}
+
+    assert sources, "the production stage copies nothing?"
+    assert sources <= PORTAL_SOURCES, f"the production image copies more than the portal: {sources - PORTAL_SOURCES}"
+    assert PORTAL_SOURCES - {"requirements.txt"} <= sources
+
+
+def test_the_production_image_installs_requirements_txt_only() -> None:
+    chain = stage_chain(dockerfile_stages(), "production")
+    text = "\n".join(f"{keyword} {args}" for stage in chain for keyword, args in stage.instructions)
+
+    assert "pip install --no-cache-dir -r requirements.txt" in text
+    for word in ("requirements-sandbox", "requirements-dev", "moto", "sandbox"):
+        assert word not in text, f"the production stages mention {word}"
+
+
+def test_the_sandbox_image_adds_moto_and_the_sandbox() -> None:
+    stages = dockerfile_stages()
+    sandbox = stages["sandbox"]
+    text = "\n".join(f"{keyword} {args}" for keyword, args in sandbox.instructions)
+
+    assert sandbox.parent == "base"
+    assert "pip install --no-cache-dir -r requirements-sandbox.txt" in text
+    assert {source.rstrip("/") for names, _ in copies(sandbox) for source in names} == {
+        "requirements-sandbox.txt",
+        "sandbox",
+    }
+    assert ("CMD", '["python", "-m", "sandbox", "--host", "0.0.0.0", "--port", "5055"]') in sandbox.instructions
+
+
+def test_dockerignore_keeps_tests_out_of_every_image() -> None:
+    patterns = dockerignore_patterns()
+
+    for path in ("imports/tests/test_deployment.py", "sandbox/tests/conftest.py", "bench/README.md", ".env"):
+        assert ignored(path, patterns), path
+    for path in ("imports/models.py", "imports/management/commands/grant_app_role.py", "sandbox/server.py"):
+        assert not ignored(path, patterns), path
+
+
+def test_compose_builds_the_portal_from_production_and_the_sandbox_from_its_own_target() -> None:
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+
+    for name in ("migrate", "web", "worker", "beat"):
+        assert services[name]["build"] == {"context": ".", "target": "production"}, name
+        assert services[name]["image"] == "byol-portal:local", name
+    assert services["sandbox"]["build"] == {"context": ".", "target": "sandbox"}
+    assert services["sandbox"]["image"] != "byol-portal:local"
+    assert services["sandbox"]["profiles"] == ["sandbox"]
+
+
+def test_every_module_of_the_production_image_imports_without_the_sandbox_moto_or_test_tools(tmp_path: Path) -> None:
+    tree = tmp_path / "app"
+    production_tree(tree)
+    assert not (tree / "imports" / "tests").exists()
+    assert not (tree / "sandbox").exists()
+    blocked = modules_missing_from_production()
+    assert {"moto", "sandbox", "pytest", "pytest_django", "werkzeug", "honcho", "yaml"} <= blocked
+    assert not {"django", "celery", "boto3", "psycopg", "kombu", "redis"} & blocked
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_URL", "PORTAL_", "CELERY_", "PYTHONPATH"))
+    }
+    env |= {
+        "BLOCKED_MODULES": json.dumps(sorted(blocked)),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "a-long-random-production-secret-" + "x7Kq9!pZ" * 6,
+        "PORTAL_AUDIT_KEY": "an-audit-key-of-at-least-32-characters-" + "q" * 16,
+        "DJANGO_ALLOWED_HOSTS": "byol.example.com",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
+        "PORTAL_VAR_DIR": str(tmp_path / "var"),
+        "CELERY_BROKER_URL": "redis://:secret@127.0.0.1:6379/0",
+    }
+
+    result = subprocess.run(  # noqa: S603 -- this interpreter, with the fixed script above
+        [sys.executable, "-c", IMPORT_EVERYTHING], cwd=tree, env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["blocked_ok"] == ["moto", "sandbox", "pytest"], "the finder did not hide them"
+    assert report["failed"] == {}
+    assert report["imported"] > 30
+
+
+def test_no_code_in_the_production_image_imports_what_it_lacks_even_inside_a_function(tmp_path: Path) -> None:
+    """The import test above runs module bodies; an import inside a function (a management
+    command's handle, a task) only shows in the source."""
+    production_tree(tmp_path)
+    blocked = modules_missing_from_production()
+    offenders = []
+
+    for file in sorted(tmp_path.rglob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text(), filename=str(file))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            offenders += [
+                f"{file.relative_to(tmp_path)}:{node.lineno} {n}" for n in names if n.split(".")[0] in blocked
+            ]
+
+    assert offenders == []
