@@ -23,6 +23,7 @@ venv: $(VENV)/.installed
 # The embedded default: SQLite, the filesystem broker, the local AWS sandbox (which takes any
 # credentials), a short import delay, and quick polling so an import is seen finishing.
 EMBEDDED_ENV := AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox AWS_DEFAULT_REGION=us-east-1 \
+	PORTAL_AUDIT_ANCHOR_BUCKET=byol-portal-audit-anchors PORTAL_AUDIT_ANCHOR_ENDPOINT_URL=http://127.0.0.1:5055 \
 	PORTAL_POLL_SECONDS=10 PORTAL_SWEEP_SECONDS=30 PORTAL_PORT=$(PORT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
 run: $(VENV)/.run-installed

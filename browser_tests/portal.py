@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.client import control_sandbox
+from sandbox.seed import AUDIT_BUCKET
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
@@ -85,6 +86,10 @@ def portal_environment(var_dir: Path, *, web_port: int, sandbox_port: int) -> di
         "PORTAL_PORT": str(web_port),
         "SANDBOX_PORT": str(sandbox_port),
         "SANDBOX_IMPORT_DELAY": str(SANDBOX_IMPORT_DELAY),
+        # Beat anchors the audit chains' heads in the sandbox's Object Lock bucket every few seconds.
+        "PORTAL_AUDIT_ANCHOR_BUCKET": AUDIT_BUCKET,
+        "PORTAL_AUDIT_ANCHOR_ENDPOINT_URL": f"http://127.0.0.1:{sandbox_port}",
+        "PORTAL_AUDIT_ANCHOR_SECONDS": "3",
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -14,7 +14,7 @@ from django.utils.html import format_html
 
 from imports import dispatch
 from imports.filters import REFERENCE_RE
-from imports.models import AwsTarget, ImportRequest, RequestEvent
+from imports.models import AdminEvent, AwsTarget, ImportRequest, RequestEvent
 
 
 class BoundedDateChangeList(ChangeList):
@@ -64,7 +64,7 @@ class ReadOnlyAdminMixin:
 
 class RequestEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = RequestEvent
-    fields = ["seq", "created_at", "actor", "action", "from_state", "to_state", "comment", "data"]
+    fields = ["seq", "created_at", "actor_username", "action", "from_state", "to_state", "comment", "data"]
     readonly_fields = fields
     extra = 0
     ordering = ["seq"]
@@ -107,12 +107,20 @@ class ImportRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(RequestEvent)
 class RequestEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["seq", "request", "created_at", "actor", "action", "from_state", "to_state"]
+    list_display = ["seq", "request", "created_at", "actor_username", "action", "from_state", "to_state"]
     list_filter = ["action", "to_state", "created_at"]
-    search_fields = ["action", "comment", "actor__username"]
+    search_fields = ["action", "comment", "actor_username"]
     list_select_related = ["request", "actor"]
     readonly_fields = [f.name for f in RequestEvent._meta.fields]
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         return found | _reference_search(queryset, search_term, "request_id"), may_have_duplicates
+
+
+@admin.register(AdminEvent)
+class AdminEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["seq", "created_at", "actor_username", "action", "object_type", "object_repr"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["object_repr", "actor_username"]
+    readonly_fields = [f.name for f in AdminEvent._meta.fields]

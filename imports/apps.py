@@ -4,9 +4,11 @@ from django.db.models.signals import post_migrate
 
 
 def _sync_roles(sender: AppConfig, using: str = "default", **kwargs: object) -> None:
+    from imports.admin_history import not_recorded
     from imports.roles import sync_role_groups
 
-    sync_role_groups(using=using)
+    with not_recorded():
+        sync_role_groups(using=using)
 
 
 class ImportsConfig(AppConfig):
@@ -19,10 +21,11 @@ class ImportsConfig(AppConfig):
         # django.contrib.auth comes before imports in INSTALLED_APPS).
         post_migrate.connect(_sync_roles, sender=self, dispatch_uid="imports.sync_roles")
 
-        from imports import aws, endpoints
+        from imports import admin_history, aws, endpoints
         from imports.ratelimit import DatabaseTokenBucket
 
         aws.use_endpoint_guard(endpoints.endpoint_problem)
+        admin_history.connect()
 
         aws.use_rate_limiter(
             DatabaseTokenBucket(

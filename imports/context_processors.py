@@ -14,4 +14,5 @@ def roles(request: HttpRequest) -> dict[str, bool]:
         "can_approve": roles_module.has_role(user, roles_module.APPROVERS),
         "sees_all_requests": selectors.sees_all_requests(user),
         "can_read_audit": user.has_perm("imports.view_requestevent"),
+        "can_read_admin_history": user.has_perm("imports.view_adminevent"),
     }

@@ -263,7 +263,8 @@ class EventAction(models.TextChoices):
 
 class RequestEvent(models.Model):
     """One line of the append-only audit history. The database refuses UPDATE and DELETE
-    (triggers from migration 0002); `hash` chains every event to the one before it."""
+    (triggers from migration 0002); `hash` is the MAC that chains every event to the one before
+    it, under the key `key_id` names (imports.audit; empty for events from before keys)."""
 
     request = models.ForeignKey(ImportRequest, on_delete=models.PROTECT, related_name="events")
     seq = models.PositiveBigIntegerField("sequence", unique=True)
@@ -271,6 +272,8 @@ class RequestEvent(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # Who acted, as they were named then: renaming the user later changes no past event.
+    actor_username = models.CharField(max_length=150, blank=True)
     action = models.CharField(max_length=32, choices=EventAction.choices)
     from_state = models.CharField(max_length=32, blank=True)
     to_state = models.CharField(max_length=32)
@@ -278,6 +281,7 @@ class RequestEvent(models.Model):
     data = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64, unique=True)
     hash = models.CharField(max_length=64, unique=True)
+    key_id = models.CharField(max_length=16, blank=True)
 
     class Meta:
         ordering = ["seq"]
@@ -296,20 +300,80 @@ class RequestEvent(models.Model):
 
     @property
     def actor_name(self) -> str:
+        if self.actor_username:
+            return self.actor_username
+        # Events from before usernames were recorded.
         return self.actor.get_username() if self.actor_id else "system"
 
 
+class AdminEvent(models.Model):
+    """One line of the append-only admin history: a change to a target, a user, a group or a
+    membership, whoever made it and however (imports.admin_history). Chained and sealed like
+    the request history, in a chain of its own; the database refuses UPDATE and DELETE."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        CHANGED = "changed", "Changed"
+        DELETED = "deleted", "Deleted"
+        ADDED = "added", "Added to"
+        REMOVED = "removed", "Removed from"
+
+    seq = models.PositiveBigIntegerField("sequence", unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # A plain id, not a foreign key: deleting a user must not need, or erase, their history.
+    actor_id = models.PositiveBigIntegerField(null=True, blank=True)
+    actor_username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    object_type = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=200)
+    changes = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64, unique=True)
+    hash = models.CharField(max_length=64, unique=True)
+    key_id = models.CharField(max_length=16)
+
+    class Meta:
+        ordering = ["-seq"]
+        indexes = [models.Index(fields=["object_type", "-seq"])]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.object_type} {self.object_repr}"
+
+    @property
+    def actor_name(self) -> str:
+        return self.actor_username or "system"
+
+
 class AuditChainHead(models.Model):
-    """One row: the newest event's hash. Appending locks it, so the chain never forks."""
+    """The newest event's seq and hash of each chain: row 1 the request history, row 2 the admin
+    history. Appending locks the chain's row, so a chain never forks."""
 
     seq = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(id=1), name="auditchainhead_single_row")]
+        constraints = [models.CheckConstraint(condition=Q(id__in=[1, 2]), name="auditchainhead_one_row_per_chain")]
 
     def __str__(self) -> str:
         return f"audit chain head #{self.seq}"
+
+
+class AuditAnchor(models.Model):
+    """Where the portal anchored its chain heads outside the database (imports.anchor). Only a
+    note of what was written: verification reads the anchors from the bucket itself."""
+
+    written_at = models.DateTimeField(default=timezone.now)
+    object_key = models.CharField(max_length=1024, unique=True)
+    version_id = models.CharField(max_length=1024, blank=True)
+    request_seq = models.PositiveBigIntegerField()
+    admin_seq = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["-written_at"]
+        get_latest_by = "written_at"
+
+    def __str__(self) -> str:
+        return self.object_key
 
 
 class JobLock(models.Model):

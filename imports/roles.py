@@ -21,7 +21,12 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "imports.view_requestevent",
         "imports.view_awstarget",
     ),
-    AUDITORS: ("imports.view_importrequest", "imports.view_requestevent", "imports.view_awstarget"),
+    AUDITORS: (
+        "imports.view_importrequest",
+        "imports.view_requestevent",
+        "imports.view_awstarget",
+        "imports.view_adminevent",
+    ),
 }
 
 
@@ -51,7 +56,9 @@ def sync_role_groups(apps: Apps = global_apps, using: str = "default") -> None:
         permissions = []
         for name in permission_names:
             app_label, codename = name.split(".")
-            permissions.append(
-                permission_model.objects.using(using).get(content_type__app_label=app_label, codename=codename)
+            # A migration run before a model existed finds no permission for it yet; the
+            # post_migrate run after the last migration gives it.
+            permissions.extend(
+                permission_model.objects.using(using).filter(content_type__app_label=app_label, codename=codename)
             )
         group.permissions.set(permissions)

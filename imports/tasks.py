@@ -1,14 +1,17 @@
 """Celery tasks: thin wrappers named like the execution steps they run. They take ids, and
 the steps re-read the rows and return quietly when the world has moved on."""
 
+import logging
 from datetime import datetime
 
 from celery import shared_task
 from celery.app.task import Task
 from django.conf import settings
 
-from imports import dispatch, execution
+from imports import anchor, dispatch, execution
 from imports.locks import job_lock
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, max_retries=None)
@@ -58,3 +61,18 @@ def refresh_ami_offers(target_id: int) -> int | None:
 @shared_task
 def sweep_lost_work() -> dict[str, int]:
     return vars(execution.sweep_lost_work(min_interval=settings.PORTAL_SWEEP_SECONDS / 2))
+
+
+@shared_task
+def anchor_audit_heads() -> str:
+    """Write the audit chains' heads to the Object Lock bucket (imports.anchor); a failure is
+    logged and the next interval tries again, as a newer head covers everything before it."""
+    with job_lock("anchor", hold_seconds=60, min_interval_seconds=settings.PORTAL_AUDIT_ANCHOR_SECONDS / 2) as mine:
+        if not mine:
+            return ""
+        try:
+            written = anchor.anchor_heads()
+        except anchor.AnchorError as exc:
+            logger.error("could not anchor the audit chain heads: %s", exc)
+            return ""
+        return written.object_key if written else ""

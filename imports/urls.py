@@ -28,4 +28,5 @@ urlpatterns = [
     path("requests/<request_id:pk>/<slug:action>/", views.request_action, name="request_action"),
     path("approvals/", views.approval_queue, name="approval_queue"),
     path("audit/export.csv", views.audit_export, name="audit_export"),
+    path("audit/admin-history/", views.admin_history, name="admin_history"),
 ]

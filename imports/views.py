@@ -14,7 +14,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -22,7 +29,7 @@ from imports import roles, selectors, workflow
 from imports.audit import canonical_json
 from imports.filters import RequestFilter
 from imports.forms import DecisionForm, ImportRequestForm, tag_formset
-from imports.models import ImportRequest, RequestEvent, format_reference
+from imports.models import AdminEvent, ImportRequest, RequestEvent, format_reference
 from imports.workflow import Action
 
 PAGE_SIZE = 25
@@ -345,3 +352,23 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="byol-portal-audit.csv"'
     return response
+
+
+MSG_BAD_PAGE = "That page of the admin history does not exist: start again from the newest changes."
+
+
+@require_http_methods(["GET", "HEAD"])
+@permission_required("imports.view_adminevent", raise_exception=True)
+def admin_history(request: HttpRequest) -> HttpResponse:
+    """Changes to targets, users, groups and memberships, newest first, paged by sequence number
+    (a page deep in years of history costs what the first one does)."""
+    events = AdminEvent.objects.order_by("-seq")
+    before = request.GET.get("before", "")
+    if before:
+        if not before.isdigit() or len(before) > 18:
+            return HttpResponseBadRequest(render(request, "400.html", {"message": MSG_BAD_PAGE}).content)
+        events = events.filter(seq__lt=int(before))
+    page = list(events[: PAGE_SIZE + 1])
+    shown = page[:PAGE_SIZE]
+    older_than = shown[-1].seq if len(page) > PAGE_SIZE else None
+    return render(request, "imports/admin_history.html", {"events": shown, "older_than": older_than})

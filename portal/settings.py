@@ -38,6 +38,17 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from exc
 
 
+def env_secret(name: str) -> str:
+    """A secret from NAME, or from the file NAME_FILE names (a Docker or Kubernetes secret)."""
+    path = os.environ.get(f"{name}_FILE", "")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE: cannot read {path}: {exc.strerror}") from exc
+    return os.environ.get(name, "")
+
+
 DEBUG = env_bool("DJANGO_DEBUG", True)
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
@@ -80,6 +91,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Changes to targets, users and groups are recorded with who made them (imports.admin_history).
+    "imports.admin_history.ActingUserMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "imports.middleware.NoStoreForSignedInMiddleware",
@@ -254,6 +267,31 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 
+# The audit history's MAC key (imports/audit.py): it lives outside the database, so nobody who
+# can only write to the database can re-seal an edited history. Rotation: make the new key
+# PORTAL_AUDIT_KEY and add the old one to PORTAL_AUDIT_RETIRED_KEYS (comma-separated), which
+# verification still needs for the events sealed with it.
+PORTAL_AUDIT_KEY = env_secret("PORTAL_AUDIT_KEY")
+if not PORTAL_AUDIT_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("PORTAL_AUDIT_KEY (or PORTAL_AUDIT_KEY_FILE) must be set when DJANGO_DEBUG is off.")
+    PORTAL_AUDIT_KEY = "insecure-development-audit-key-only-for-debug-mode"
+elif len(PORTAL_AUDIT_KEY) < 32:
+    raise ImproperlyConfigured("PORTAL_AUDIT_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`).")
+PORTAL_AUDIT_RETIRED_KEYS = [key.strip() for key in env_secret("PORTAL_AUDIT_RETIRED_KEYS").split(",") if key.strip()]
+# A database that kept an audit history before keys (an upgrade): how many of its first events
+# were sealed without a key. verify_audit names the number when it meets them.
+PORTAL_AUDIT_UNKEYED_EVENTS = env_int("PORTAL_AUDIT_UNKEYED_EVENTS", 0)
+# Where the chain heads are anchored outside the database (imports/anchor.py): an S3 bucket
+# created with Object Lock; every anchor is locked in compliance mode for the retention period.
+# Empty bucket: no anchoring, and verify_audit warns that the newest events could be cut unseen.
+PORTAL_AUDIT_ANCHOR_BUCKET = os.environ.get("PORTAL_AUDIT_ANCHOR_BUCKET", "")
+PORTAL_AUDIT_ANCHOR_PREFIX = os.environ.get("PORTAL_AUDIT_ANCHOR_PREFIX", "audit-anchors/")
+PORTAL_AUDIT_ANCHOR_REGION = os.environ.get("PORTAL_AUDIT_ANCHOR_REGION", os.environ.get("AWS_DEFAULT_REGION", ""))
+PORTAL_AUDIT_ANCHOR_ENDPOINT_URL = os.environ.get("PORTAL_AUDIT_ANCHOR_ENDPOINT_URL", "")
+PORTAL_AUDIT_ANCHOR_SECONDS = env_int("PORTAL_AUDIT_ANCHOR_SECONDS", 300)
+PORTAL_AUDIT_ANCHOR_RETENTION_DAYS = env_int("PORTAL_AUDIT_ANCHOR_RETENTION_DAYS", 2557)
+
 # Beat sends these. A message that waited longer than its interval (workers were down) is
 # dropped rather than run in a pile; a second beat process is harmless, as each job takes a
 # lock (imports.locks) and runs at most once per half interval.
@@ -270,6 +308,12 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": PORTAL_SWEEP_SECONDS},
     },
 }
+if PORTAL_AUDIT_ANCHOR_BUCKET:
+    CELERY_BEAT_SCHEDULE["anchor-audit-heads"] = {
+        "task": "imports.tasks.anchor_audit_heads",
+        "schedule": PORTAL_AUDIT_ANCHOR_SECONDS,
+        "options": {"expires": PORTAL_AUDIT_ANCHOR_SECONDS},
+    }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Security settings that `manage.py check --deploy` asks for; on whenever DEBUG is off.

@@ -7,12 +7,14 @@ See PRODUCT.md section 11.
 
 from .client import control_sandbox
 from .seed import (
+    AUDIT_BUCKET,
     DEFAULT_REGION,
     ERROR_DETAILS_TAG,
     PARTNER_ACCOUNT_ID,
     SEED_IMAGES,
     SEED_TAG,
     UPDATE_AVAILABLE_TAG,
+    seed_audit_bucket,
     seed_images,
 )
 from .server import DEFAULT_HOST, DEFAULT_IMPORT_DELAY, DEFAULT_PORT, SandboxHandle, start_sandbox
@@ -20,6 +22,7 @@ from .server import DEFAULT_HOST, DEFAULT_IMPORT_DELAY, DEFAULT_PORT, SandboxHan
 SANDBOX_ACCOUNT_ID = "123456789012"  # moto's default account
 
 __all__ = [
+    "AUDIT_BUCKET",
     "DEFAULT_HOST",
     "DEFAULT_IMPORT_DELAY",
     "DEFAULT_PORT",
@@ -32,6 +35,7 @@ __all__ = [
     "UPDATE_AVAILABLE_TAG",
     "SandboxHandle",
     "control_sandbox",
+    "seed_audit_bucket",
     "seed_images",
     "start_sandbox",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .faults import InvalidFaults
-from .seed import seed_images
+from .seed import seed_audit_bucket, seed_images
 from .state import InvalidConfig, SandboxState
 from .workspaces import imported_images
 
@@ -72,8 +72,8 @@ def _set_config(state: SandboxState, query: dict[str, list[str]], body: bytes) -
 
 
 def _seed(state: SandboxState, query: dict[str, list[str]], body: bytes) -> Reply:
-    # For after moto's /moto-api/reset, which wipes the seeded AMIs with everything else.
-    return 200, {"ImageIds": seed_images()}
+    # For after moto's /moto-api/reset, which wipes the seeded AMIs and bucket with everything else.
+    return 200, {"ImageIds": seed_images(), "AuditBucket": seed_audit_bucket()}
 
 
 ROUTES: dict[tuple[str, str], Callable[[SandboxState, dict[str, list[str]], bytes], Reply]] = {

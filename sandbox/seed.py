@@ -1,4 +1,5 @@
-"""Demo AMIs the sandbox puts into moto's EC2 so there is something to import.
+"""Demo AMIs the sandbox puts into moto's EC2 so there is something to import, and the S3
+bucket with Object Lock that the portal anchors its audit chains in.
 
 Windows-ness: in moto 5.2.5 ``describe_images`` reports ``Platform: "windows"`` from the
 ``platform`` attribute of its ``Ami`` model, which is set only from the constructor argument,
@@ -20,6 +21,7 @@ from typing import Any
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2 import ec2_backends
 from moto.ec2.models.amis import Ami
+from moto.s3.models import s3_backends
 
 DEFAULT_REGION = "us-east-1"
 SEED_TAG = "sandbox:seed"
@@ -222,3 +224,20 @@ def seed_images(*, account_id: str = DEFAULT_ACCOUNT_ID, region: str = DEFAULT_R
             if image.ami_id in backend.deleted_amis:
                 backend.deleted_amis.remove(image.ami_id)
     return [image.ami_id for image in SEED_IMAGES]
+
+
+# Created as an operator would create the real one: versioned, with Object Lock enabled (which
+# only a new bucket can get), so the portal's compliance-mode anchors are locked.
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock-configure.html
+AUDIT_BUCKET = "byol-portal-audit-anchors"
+
+
+def seed_audit_bucket(*, account_id: str = DEFAULT_ACCOUNT_ID, region: str = DEFAULT_REGION) -> str:
+    """Create the audit anchor bucket with Object Lock in moto's S3; safe to call again."""
+    backend = s3_backends[account_id]["global"]
+    with _SEED_LOCK:
+        if AUDIT_BUCKET not in backend.buckets:
+            backend.create_bucket(AUDIT_BUCKET, region)
+            backend.put_bucket_versioning(AUDIT_BUCKET, "Enabled")
+            backend.put_object_lock_configuration(AUDIT_BUCKET, lock_enabled=True)
+    return AUDIT_BUCKET

@@ -24,7 +24,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from .calls import AwsCall, identify_call
 from .control import CONTROL_PREFIX, control_reply
-from .seed import seed_images
+from .seed import seed_audit_bucket, seed_images
 from .state import SandboxState
 from .workspaces import HANDLED_OPERATIONS, WorkSpacesError, answer
 
@@ -288,6 +288,7 @@ def start_sandbox(
     state = SandboxState(import_delay=import_delay, image_quota=image_quota)
     if seed:
         seed_images()
+        seed_audit_bucket()
     handler = MotoRequestHandler if log_requests else _QuietRequestHandler
     # Bound before the thread starts, so the port is known and accepting when this returns.
     with _listening_socket(host, port) as listener:

@@ -9,16 +9,16 @@
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-from imports.db_guards import install_audit_guards, remove_audit_guards
+from imports.db_guards import REQUEST_HISTORY, install_audit_guards, remove_audit_guards
 from imports.roles import sync_role_groups
 
 
 def install_guards(apps, schema_editor):
-    install_audit_guards(schema_editor.connection)
+    install_audit_guards(schema_editor.connection, [REQUEST_HISTORY])
 
 
 def remove_guards(apps, schema_editor):
-    remove_audit_guards(schema_editor.connection)
+    remove_audit_guards(schema_editor.connection, [REQUEST_HISTORY])
 
 
 def create_chain_head(apps, schema_editor):

@@ -38,7 +38,7 @@ def test_events_link_into_one_chain_across_requests(history: list[RequestEvent])
     assert history[0].prev_hash == GENESIS_HASH
     assert [e.prev_hash for e in history[1:]] == [e.hash for e in history[:-1]]
     assert all(event_hash(e) == e.hash for e in history)
-    head = AuditChainHead.objects.get()
+    head = AuditChainHead.objects.get(pk=1)
     assert (head.seq, head.hash) == (3, history[-1].hash)
 
 
@@ -48,7 +48,7 @@ def test_an_intact_history_verifies(history: list[RequestEvent]) -> None:
     call_command("verify_audit", stdout=out)
 
     assert verify_chain() == (3, [])
-    assert "intact: 3 events verified up to #3" in out.getvalue()
+    assert "request history: 3 events up to #3" in out.getvalue()
 
 
 def test_a_changed_comment_is_detected(history: list[RequestEvent]) -> None:
@@ -57,8 +57,8 @@ def test_a_changed_comment_is_detected(history: list[RequestEvent]) -> None:
     count, problems = verify_chain()
 
     assert count == 3
-    assert [(p.seq, p.message) for p in problems] == [(2, "its content does not match its hash: it was changed")]
-    with pytest.raises(CommandError, match=r"NOT intact: 1 problem\(s\) in 3 events up to #3"):
+    assert [(p.seq, p.message) for p in problems] == [(2, "its content does not match its seal: it was changed")]
+    with pytest.raises(CommandError, match=r"NOT intact: 1 problem\(s\) \(request history: 3 events up to #3"):
         call_command("verify_audit", stdout=StringIO(), stderr=StringIO())
 
 
@@ -99,7 +99,7 @@ def test_a_removed_last_event_is_detected_by_the_chain_head(history: list[Reques
 
 
 def test_a_removed_chain_head_is_detected(history: list[RequestEvent]) -> None:
-    tamper("DELETE FROM imports_auditchainhead", [])
+    tamper("DELETE FROM imports_auditchainhead WHERE id = 1", [])
 
     report = verify_chain_report()
 
@@ -114,18 +114,23 @@ def test_events_appended_while_verifying_are_left_for_the_next_run(
 ) -> None:
     read_events_in_order = audit._events_in_order
 
-    def reader_racing_the_portal(*args: Any, **kwargs: Any) -> Iterator[RequestEvent]:
-        make_request(checked=False)  # lands after the head was read, before the first batch
-        yield from read_events_in_order(*args, **kwargs)
-        make_request(checked=False)  # lands after the last batch, before the head is compared
+    def reader_racing_the_portal(chain: audit.Chain, *args: Any, **kwargs: Any) -> Iterator[RequestEvent]:
+        racing = chain is audit.REQUEST_CHAIN
+        if racing:
+            make_request(checked=False)  # lands after the head was read, before the first batch
+        yield from read_events_in_order(chain, *args, **kwargs)
+        if racing:
+            make_request(checked=False)  # lands after the last batch, before the head is compared
 
     monkeypatch.setattr(audit, "_events_in_order", reader_racing_the_portal)
     out = StringIO()
 
     call_command("verify_audit", stdout=out)
 
-    assert "intact: 3 events verified up to #3" in out.getvalue()
-    assert verify_chain_report(batch_size=1) == audit.ChainReport(up_to_seq=5, count=5, problems=[])
+    assert "request history: 3 events up to #3" in out.getvalue()
+    report = verify_chain_report(batch_size=1)
+    assert (report.up_to_seq, report.count, report.problems) == (5, 5, [])
+    assert report.head_hash == RequestEvent.objects.get(seq=5).hash
     monkeypatch.undo()
     assert verify_chain(batch_size=2) == (7, [])
 

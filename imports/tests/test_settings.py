@@ -13,6 +13,7 @@ PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "a-long-random-production-secret-" + "x7Kq9!pZ" * 6,
     "DJANGO_ALLOWED_HOSTS": "byol.example.com",
     "PORTAL_VAR_DIR": "",
+    "PORTAL_AUDIT_KEY": "a-production-audit-key-kept-outside-the-database-0123456789",
 }
 
 
