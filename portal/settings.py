@@ -5,11 +5,15 @@ The defaults are the embedded development set-up: SQLite under var/, console ema
 """
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from imports import roles as portal_roles
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
@@ -28,6 +32,45 @@ def env_bool(name: str, default: bool) -> bool:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_required(name: str, because: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set when {because}.")
+    return value
+
+
+def env_endpoint(name: str, *, required: bool, allow_http: bool) -> str:
+    """An endpoint of the identity provider: https, or plain http where allowed (development)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        if required:
+            raise ImproperlyConfigured(f"{name} must be set when PORTAL_OIDC_ENABLED is on.")
+        return ""
+    parts = urlsplit(value)
+    if not parts.netloc or parts.scheme not in ({"https", "http"} if allow_http else {"https"}):
+        raise ImproperlyConfigured(f"{name} must be an https:// URL, not {value!r}.")
+    return value
+
+
+def env_role_groups(name: str) -> dict[str, list[str]]:
+    """`Role=idp-group[,idp-group...]` entries separated by `;`: the identity provider's groups
+    that give each of the portal's roles."""
+    mapping: dict[str, list[str]] = {}
+    for entry in filter(None, (part.strip() for part in os.environ.get(name, "").split(";"))):
+        role, equals, groups = (part.strip() for part in entry.partition("="))
+        idp_groups = [group.strip() for group in groups.split(",") if group.strip()]
+        if not equals or not role or not idp_groups:
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not Role=idp-group[,idp-group...].")
+        if role not in portal_roles.ROLE_PERMISSIONS:
+            raise ImproperlyConfigured(
+                f"{name}: there is no role {role!r}; the roles are {', '.join(portal_roles.ROLE_PERMISSIONS)}."
+            )
+        if role in mapping:
+            raise ImproperlyConfigured(f"{name}: {role} is given twice; list all its groups in one entry.")
+        mapping[role] = idp_groups
+    return mapping
 
 
 def env_int(name: str, default: int) -> int:
@@ -148,7 +191,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # Log-in throttling: after PORTAL_LOGIN_FAILURE_LIMIT failures for one user name, or from one
 # address, log-ins stop for PORTAL_LOGIN_LOCKOUT_MINUTES; each failure is logged.
 # https://django-axes.readthedocs.io/en/latest/4_configuration.html
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "imports.accounts.PasswordBackend"]
 AXES_FAILURE_LIMIT = env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("PORTAL_LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
@@ -168,6 +211,63 @@ LOGOUT_REDIRECT_URL = "login"
 # whenever DEBUG is off. https://django-otp-official.readthedocs.io/en/stable/overview.html
 PORTAL_ADMIN_OTP = env_bool("PORTAL_ADMIN_OTP", not DEBUG)
 OTP_TOTP_ISSUER = "BYOL image portal"  # the name authenticator apps show
+
+# Single sign-on with OpenID Connect (imports/oidc.py, on mozilla-django-oidc); off by default.
+# People, and their roles from the identity provider's (IdP's) group claim, are taken at every
+# log-in. README.md "Single sign-on" says how to register the portal at an IdP.
+# https://mozilla-django-oidc.readthedocs.io/en/stable/settings.html
+PORTAL_OIDC_ENABLED = env_bool("PORTAL_OIDC_ENABLED", False)
+# Off: the portal's log-in page offers single sign-on only and refuses passwords; a superuser can
+# still sign in with a password at /admin/ (break-glass, with the admin's second factor).
+PORTAL_PASSWORD_LOGIN = env_bool("PORTAL_PASSWORD_LOGIN", True)
+if not PORTAL_PASSWORD_LOGIN and not PORTAL_OIDC_ENABLED:
+    raise ImproperlyConfigured("PORTAL_PASSWORD_LOGIN=false leaves no way to sign in: turn PORTAL_OIDC_ENABLED on.")
+PORTAL_OIDC_PROVIDER_NAME = os.environ.get("PORTAL_OIDC_PROVIDER_NAME", "").strip() or "single sign-on"
+PORTAL_OIDC_USERNAME_CLAIM = os.environ.get("PORTAL_OIDC_USERNAME_CLAIM", "").strip() or "preferred_username"
+PORTAL_OIDC_GROUPS_CLAIM = os.environ.get("PORTAL_OIDC_GROUPS_CLAIM", "").strip() or "groups"
+PORTAL_OIDC_ROLE_GROUPS = env_role_groups("PORTAL_OIDC_ROLE_GROUPS")
+PORTAL_OIDC_END_SESSION_ENDPOINT = ""
+# What the re-check below leaves out: the request page's status polling (imports.middleware).
+OIDC_EXEMPT_URLS = [re.compile(r"^/requests/[0-9]+/status/$")]
+if PORTAL_OIDC_ENABLED:
+    if not PORTAL_OIDC_ROLE_GROUPS:
+        raise ImproperlyConfigured(
+            "PORTAL_OIDC_ROLE_GROUPS must map the IdP's groups to roles when PORTAL_OIDC_ENABLED is on, e.g. "
+            "Requesters=byol-requesters;Approvers=byol-approvers;Auditors=byol-auditors."
+        )
+    OIDC_RP_CLIENT_ID = env_required("PORTAL_OIDC_CLIENT_ID", "PORTAL_OIDC_ENABLED is on")
+    OIDC_RP_CLIENT_SECRET = env_required("PORTAL_OIDC_CLIENT_SECRET", "PORTAL_OIDC_ENABLED is on")
+    # Plain http only for an IdP on a development machine.
+    OIDC_OP_AUTHORIZATION_ENDPOINT = env_endpoint("PORTAL_OIDC_AUTHORIZATION_ENDPOINT", required=True, allow_http=DEBUG)
+    OIDC_OP_TOKEN_ENDPOINT = env_endpoint("PORTAL_OIDC_TOKEN_ENDPOINT", required=True, allow_http=DEBUG)
+    OIDC_OP_JWKS_ENDPOINT = env_endpoint("PORTAL_OIDC_JWKS_ENDPOINT", required=True, allow_http=DEBUG)
+    # Empty: the claims of the (verified) ID token alone, as Entra ID puts the groups only there.
+    OIDC_OP_USER_ENDPOINT = env_endpoint("PORTAL_OIDC_USERINFO_ENDPOINT", required=False, allow_http=DEBUG)
+    PORTAL_OIDC_END_SESSION_ENDPOINT = env_endpoint(
+        "PORTAL_OIDC_END_SESSION_ENDPOINT", required=False, allow_http=DEBUG
+    )
+    OIDC_RP_SIGN_ALGO = os.environ.get("PORTAL_OIDC_SIGN_ALGO", "").strip() or "RS256"
+    OIDC_RP_SCOPES = os.environ.get("PORTAL_OIDC_SCOPES", "").strip() or "openid email profile"
+    OIDC_USE_PKCE = True
+    OIDC_TIMEOUT = 10
+    LOGIN_REDIRECT_URL_FAILURE = "login"
+    # The axes backend stays first: a locked-out address cannot sign in through the IdP either.
+    AUTHENTICATION_BACKENDS.insert(1, "imports.oidc.PortalOIDCBackend")
+    if PORTAL_OIDC_END_SESSION_ENDPOINT:
+        # Log-out ends the IdP's session too (OpenID Connect RP-Initiated Logout), which needs the ID token.
+        OIDC_STORE_ID_TOKEN = True
+        OIDC_OP_LOGOUT_URL_METHOD = "imports.oidc.provider_logout_url"
+    # Every PORTAL_OIDC_RECHECK_MINUTES the next page a person opens goes through the IdP again
+    # without a prompt (SessionRefresh): someone disabled there, or moved to other groups, is out
+    # or has the new roles within that time. The request page's own status polling is left out
+    # (a redirect to the IdP would only fail in the background); the idle timeout still ends it.
+    PORTAL_OIDC_RECHECK_MINUTES = env_int("PORTAL_OIDC_RECHECK_MINUTES", 15)
+    OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = PORTAL_OIDC_RECHECK_MINUTES * 60
+    if PORTAL_OIDC_RECHECK_MINUTES:
+        MIDDLEWARE.insert(
+            MIDDLEWARE.index("imports.middleware.SessionLifetimeMiddleware") + 1,
+            "mozilla_django_oidc.middleware.SessionRefresh",
+        )
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("PORTAL_TIME_ZONE", "UTC")
@@ -346,6 +446,11 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     }
 }
+if PORTAL_OIDC_END_SESSION_ENDPOINT:
+    # The log-out form's answer redirects to the IdP's end-session endpoint, and form-action
+    # covers where a form's submission is redirected to.
+    _end_session = urlsplit(PORTAL_OIDC_END_SESSION_ENDPOINT)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"].append(f"{_end_session.scheme}://{_end_session.netloc}")
 # No page of the portal needs the browser's powerful features.
 # https://github.com/adamchainz/django-permissions-policy
 PERMISSIONS_POLICY: dict[str, list[str]] = {
