@@ -226,6 +226,33 @@ def seed_images(*, account_id: str = DEFAULT_ACCOUNT_ID, region: str = DEFAULT_R
     return [image.ami_id for image in SEED_IMAGES]
 
 
+# --- what ImportCustomWorkspaceImage can start from ----------------------------------------
+# moto serves neither EC2's VM import tasks (DescribeImportImageTasks) nor EC2 Image Builder, so
+# the sandbox knows these by name, in every account and region it serves; each stands for one of
+# the AMIs above, whose tags decide how the import ends.
+
+
+@dataclass(frozen=True)
+class SeedSource:
+    ami_id: str
+    status: str = "completed"
+
+
+# VM import tasks (ImageSource.Ec2ImportTaskId): one completed, one still running.
+SEED_IMPORT_TASKS: dict[str, SeedSource] = {
+    "import-ami-0123456789abcdef0": SeedSource("ami-05eed000000000008"),
+    "import-ami-0fedcba987654321f": SeedSource("ami-05eed000000000001", status="active"),
+}
+# Image Builder image versions (ImageSource.ImageBuildVersionArn), by "<name>/<version>/<build>":
+# arn:aws:imagebuilder:<region>:<account>:image/byol-windows-11/1.0.0/1
+SEED_IMAGE_BUILDER_VERSIONS: dict[str, SeedSource] = {
+    "byol-windows-11/1.0.0/1": SeedSource("ami-05eed000000000008"),
+    "byol-windows-10-office/1.0.0/1": SeedSource("ami-05eed000000000005"),
+}
+# Image Builder infrastructure configurations (InfrastructureConfigurationArn), by name:
+# arn:aws:imagebuilder:<region>:<account>:infrastructure-configuration/byol-import
+SEED_INFRASTRUCTURE_CONFIGURATIONS = frozenset({"byol-import"})
+
 # Created as an operator would create the real one: versioned, with Object Lock enabled (which
 # only a new bucket can get), so the portal's compliance-mode anchors are locked.
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock-configure.html

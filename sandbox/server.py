@@ -24,9 +24,10 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from .calls import AwsCall, identify_call
 from .control import CONTROL_PREFIX, control_reply
+from .operations import HANDLED_OPERATIONS, answer
 from .seed import seed_audit_bucket, seed_images
 from .state import SandboxState
-from .workspaces import HANDLED_OPERATIONS, WorkSpacesError, answer
+from .workspaces import WorkSpacesError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5055

@@ -145,3 +145,92 @@ def delete_image_request_problems(params: dict[str, Any]) -> list[str]:
     if params.get("ImageId") is None:
         return ["ImageId is required"]
     return _check_string("ImageId", params["ImageId"], min_len=1, max_len=67, pattern=WORKSPACE_IMAGE_ID)
+
+
+# --- ImportCustomWorkspaceImage and DescribeCustomWorkspaceImageImport ------------------------
+
+COMPUTE_TYPES = ("BASE", "GRAPHICS_G4DN", "GRAPHICS_G6", "GRAPHICS_G7")
+PROTOCOLS = ("PCOIP", "DCV", "BYOP")
+PLATFORMS = ("WINDOWS",)
+OS_VERSIONS = ("Windows_10", "Windows_11")
+VALIDATION_MODES = ("CUSTOMER_MANAGED", "SERVICE_MANAGED")
+INFRASTRUCTURE_CONFIGURATION_ARN = re.compile(
+    r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws):infrastructure-configuration/[a-z0-9-_]+$"
+)
+EC2_IMPORT_TASK_ID = re.compile(r"^import-ami\-([a-zA-Z0-9]{8}|[a-zA-Z0-9]{17})$")
+IMAGE_BUILD_VERSION_ARN = re.compile(
+    r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws(?:-[a-z-]+)?):image/[a-z0-9-_]+/"
+    r"(?:(?:([0-9]+|x)\.([0-9]+|x)\.([0-9]+|x))|(?:[0-9]+\.[0-9]+\.[0-9]+/[0-9]+))$"
+)
+CUSTOM_IMPORT_REQUIRED = (
+    "ImageName",
+    "ImageDescription",
+    "ComputeType",
+    "Protocol",
+    "ImageSource",
+    "InfrastructureConfigurationArn",
+    "Platform",
+    "OsVersion",
+)
+IMAGE_SOURCE_MEMBERS = ("Ec2ImportTaskId", "ImageBuildVersionArn", "Ec2ImageId")
+
+
+def _check_image_source(source: Any) -> list[str]:
+    # ImageSourceIdentifier is a union in the model: exactly one member is set.
+    if not isinstance(source, dict):
+        return ["ImageSource must be an object with one of " + ", ".join(IMAGE_SOURCE_MEMBERS)]
+    unknown = sorted(set(source) - set(IMAGE_SOURCE_MEMBERS))
+    if unknown:
+        return [f"ImageSource has unknown members {unknown}"]
+    given = [key for key in IMAGE_SOURCE_MEMBERS if source.get(key) is not None]
+    if len(given) != 1:
+        return [f"ImageSource must set exactly one of {', '.join(IMAGE_SOURCE_MEMBERS)}, not {len(given)}"]
+    key = given[0]
+    if key == "Ec2ImportTaskId":
+        return _check_string(
+            "ImageSource.Ec2ImportTaskId", source[key], min_len=19, max_len=28, pattern=EC2_IMPORT_TASK_ID
+        )
+    if key == "ImageBuildVersionArn":
+        return _check_string(
+            "ImageSource.ImageBuildVersionArn", source[key], min_len=1, max_len=2048, pattern=IMAGE_BUILD_VERSION_ARN
+        )
+    return _check_string("ImageSource.Ec2ImageId", source[key], min_len=1, max_len=21, pattern=EC2_IMAGE_ID)
+
+
+def custom_import_request_problems(params: dict[str, Any]) -> list[str]:
+    """What is wrong with an ImportCustomWorkspaceImage request, in the order of the model's members."""
+    problems = [f"{key} is required" for key in CUSTOM_IMPORT_REQUIRED if params.get(key) is None]
+    if params.get("ImageName") is not None:
+        problems += _check_string("ImageName", params["ImageName"], min_len=1, max_len=64, pattern=IMAGE_NAME)
+    if params.get("ImageDescription") is not None:
+        problems += _check_string(
+            "ImageDescription", params["ImageDescription"], min_len=1, max_len=256, pattern=IMAGE_DESCRIPTION
+        )
+    for name, allowed in (
+        ("ComputeType", COMPUTE_TYPES),
+        ("Protocol", PROTOCOLS),
+        ("Platform", PLATFORMS),
+        ("OsVersion", OS_VERSIONS),
+        ("ImageValidationMode", VALIDATION_MODES),
+    ):
+        if params.get(name) is not None:
+            problems += _check_enum(name, params[name], allowed)
+    if params.get("ImageSource") is not None:
+        problems += _check_image_source(params["ImageSource"])
+    if params.get("InfrastructureConfigurationArn") is not None:
+        problems += _check_string(
+            "InfrastructureConfigurationArn",
+            params["InfrastructureConfigurationArn"],
+            min_len=1,
+            max_len=2048,
+            pattern=INFRASTRUCTURE_CONFIGURATION_ARN,
+        )
+    if params.get("Tags") is not None:
+        problems += _check_tags(params["Tags"])
+    return problems
+
+
+def describe_custom_import_request_problems(params: dict[str, Any]) -> list[str]:
+    if params.get("ImageId") is None:
+        return ["ImageId is required"]
+    return _check_string("ImageId", params["ImageId"], min_len=1, max_len=67, pattern=WORKSPACE_IMAGE_ID)

@@ -2,8 +2,9 @@
 
 moto has no ImportWorkspaceImage, DescribeAccount or DeleteWorkspaceImage, its
 DescribeWorkspaceImages neither validates nor paginates, and its DescribeTags fails with HTTP 500
-on an unknown id. The sandbox answers those five itself and leaves every other WorkSpaces
-operation to moto. Imported images
+on an unknown id. The sandbox answers those five itself (``operations.py`` lists every operation
+it answers; the Image Builder import is in ``custom_import.py``) and leaves every other
+WorkSpaces operation to moto. Imported images
 are stored in moto's own WorkSpaces backend (``workspace_images``), so moto's tag store,
 CreateWorkspaceImage's name check, UpdateWorkspaceImagePermission and ``/moto-api/reset`` all
 see them, with no second store to keep in step.
@@ -16,7 +17,6 @@ counts against the image quota until DeleteWorkspaceImage removes it.
 
 import base64
 import binascii
-import json
 import secrets
 import string
 import threading
@@ -33,11 +33,6 @@ from .validation import (
     delete_image_request_problems,
     describe_images_request_problems,
     import_request_problems,
-)
-
-# Operations of WorkspacesService that this module answers; the rest go to moto.
-HANDLED_OPERATIONS = frozenset(
-    {"ImportWorkspaceImage", "DescribeWorkspaceImages", "DescribeAccount", "DescribeTags", "DeleteWorkspaceImage"}
 )
 
 # DescribeAccount when BYOL is on; a /16 from the ranges ListAvailableManagementCidrRanges offers.
@@ -422,26 +417,6 @@ def delete_workspace_image(
             )
         del _workspaces_backend(account_id, region).workspace_images[image_id]
     return {}
-
-
-_HANDLERS = {
-    "ImportWorkspaceImage": import_workspace_image,
-    "DescribeWorkspaceImages": describe_workspace_images,
-    "DescribeAccount": describe_account,
-    "DescribeTags": describe_tags,
-    "DeleteWorkspaceImage": delete_workspace_image,
-}
-
-
-def answer(operation: str, body: bytes, *, account_id: str, region: str, settings: ImportSettings) -> dict[str, Any]:
-    """The JSON result of one of ``HANDLED_OPERATIONS``; raises ``WorkSpacesError`` to refuse."""
-    try:
-        params = json.loads(body or b"{}")
-    except ValueError as error:
-        raise WorkSpacesError("SerializationException", f"The request body is not valid JSON: {error}") from error
-    if not isinstance(params, dict):
-        raise WorkSpacesError("SerializationException", "The request body must be a JSON object.")
-    return _HANDLERS[operation](params, account_id=account_id, region=region, settings=settings)
 
 
 def imported_images() -> list[ImportedWorkspaceImage]:
