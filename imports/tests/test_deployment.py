@@ -1,4 +1,4 @@
-"""What the Docker images and the compose stack hold, checked without building anything.
+"""What the Docker images and the compose stack hold, checked without building or starting anything.
 
 The production image must run the portal with requirements.txt alone: no moto, no sandbox, no
 test tools. Its contents are rebuilt here from the Dockerfile's COPY lines and .dockerignore, and
@@ -11,6 +11,7 @@ import fnmatch
 import importlib.metadata
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.markers import Marker
 from packaging.requirements import Requirement
@@ -26,6 +28,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
 
 # What the portal needs at run time; anything else a production COPY names is a mistake.
 PORTAL_SOURCES = {"manage.py", "portal", "imports", "templates", "static", "requirements.txt"}
@@ -323,3 +326,122 @@ def test_no_code_in_the_production_image_imports_what_it_lacks_even_inside_a_fun
             ]
 
     assert offenders == []
+
+
+# ---- docker-compose.yml and .env.example ------------------------------------------------------
+
+# `${NAME}`, `${NAME:-default}`, `${NAME:?message}` (and the forms without the colon); `$${` is an
+# escaped dollar that Compose leaves to the container's shell.
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+SECRETS = {
+    "DJANGO_SECRET_KEY": "secret-key-0123456789",
+    "PORTAL_AUDIT_KEY": "audit-key-0123456789abcdef0123456789",
+    "POSTGRES_PASSWORD": "ownerpw0123456789",
+    "REDIS_PASSWORD": "redispw0123456789",
+}
+
+
+class MissingVariable(Exception):
+    pass
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """What Compose makes of the file with `env` as its .env (unset and empty alike for `:`)."""
+
+    def value(match: re.Match[str]) -> str:
+        name, operator, argument = match.groups()
+        current = env.get(name)
+        empty = current is None or (current == "" and operator and operator.startswith(":"))
+        if operator and operator.endswith("?") and empty:
+            raise MissingVariable(f"{name}: {argument}")
+        if operator and operator.endswith("-") and empty:
+            return argument
+        return current or ""
+
+    return INTERPOLATION.sub(value, text).replace("$$", "$")
+
+
+def compose(env: dict[str, str] | None = None) -> dict:
+    """The file as Compose resolves it with `env` (by default: .env.example's secrets filled in)."""
+    return yaml.safe_load(interpolate(compose_text(), SECRETS if env is None else env))
+
+
+def compose_text() -> str:
+    """The file without its comments (which mention variables in prose)."""
+    return "\n".join(line for line in COMPOSE_FILE.read_text().splitlines() if not line.lstrip().startswith("#"))
+
+
+def compose_variables() -> tuple[set[str], set[str]]:
+    """Every variable the file reads (interpolated or passed through), and the required ones."""
+    found = INTERPOLATION.findall(compose_text())
+    names = {name for name, _, _ in found}
+    required = {name for name, operator, _ in found if operator.endswith("?")}
+    for service in yaml.safe_load(COMPOSE_FILE.read_text())["services"].values():
+        environment = service.get("environment") or {}
+        names |= {key for key, value in environment.items() if value is None}
+    return names, required
+
+
+def env_example() -> tuple[dict[str, str], set[str]]:
+    """.env.example's live lines (name -> value) and the names it shows commented out."""
+    live, commented = {}, set()
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if match := re.fullmatch(r"([A-Z_][A-Z0-9_]*)=(.*)", line):
+            live[match[1]] = match[2]
+        elif match := re.fullmatch(r"# ([A-Z_][A-Z0-9_]*)=.*", line):
+            commented.add(match[1])
+    return live, commented
+
+
+def test_env_example_lists_every_variable_compose_reads_and_no_other() -> None:
+    names, _ = compose_variables()
+    live, commented = env_example()
+
+    assert names - set(live) - commented == set(), "missing from .env.example"
+    assert (set(live) | commented) - names == set(), ".env.example lists variables compose does not read"
+
+
+def test_env_example_leaves_every_required_secret_empty_to_be_filled_in() -> None:
+    _, required = compose_variables()
+    live, _ = env_example()
+
+    assert set(live) == required
+    assert set(live) == set(SECRETS)
+    assert all(value == "" for value in live.values()), "no shared default secrets: each is made per deployment"
+    with pytest.raises(MissingVariable, match="POSTGRES_PASSWORD"):
+        compose({**SECRETS, "POSTGRES_PASSWORD": ""})
+
+
+def test_compose_has_no_fixed_password_anywhere() -> None:
+    services = compose()["services"]
+
+    postgres = services["postgres"]["environment"]
+    assert postgres["POSTGRES_PASSWORD"] == SECRETS["POSTGRES_PASSWORD"]
+    assert postgres["POSTGRES_USER"] == "portal_owner"
+    assert services["redis"]["command"] == ["redis-server", "--requirepass", SECRETS["REDIS_PASSWORD"]]
+    healthcheck = " ".join(services["redis"]["healthcheck"]["test"])
+    assert 'REDISCLI_AUTH="$REDIS_PASSWORD"' in healthcheck
+    assert "grep -q PONG" in healthcheck, "redis-cli exits 0 on NOAUTH: only PONG means healthy"
+    assert services["redis"]["environment"]["REDIS_PASSWORD"] == SECRETS["REDIS_PASSWORD"]
+    for name in ("migrate", "web", "worker", "beat"):
+        environment = services[name]["environment"]
+        assert environment["CELERY_BROKER_URL"] == f"redis://:{SECRETS['REDIS_PASSWORD']}@redis:6379/0", name
+        assert environment["DATABASE_URL"].startswith("postgres://portal_"), name
+        assert "portal:portal@" not in environment["DATABASE_URL"]
+
+
+def test_only_the_web_port_is_published_and_on_the_loopback_by_default() -> None:
+    services = compose()["services"]
+    published = {name: service.get("ports", []) for name, service in services.items() if service.get("ports")}
+
+    assert published == {"web": ["127.0.0.1:8000:8000"], "sandbox": ["127.0.0.1:5055:5055"]}
+    moved = compose({**SECRETS, "PORTAL_BIND_ADDRESS": "10.0.0.5", "PORTAL_PORT": "8443"})["services"]
+    assert moved["web"]["ports"] == ["10.0.0.5:8443:8000"]
+
+
+def test_the_docs_one_liner_fills_in_every_required_secret() -> None:
+    docs = (ROOT / "docs" / "docker.md").read_text()
+    loop = re.search(r"^for name in ([A-Z_ ]+); do$", docs, re.MULTILINE)
+
+    assert loop is not None
+    assert set(loop[1].split()) == set(SECRETS)
