@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
-Protocol = Literal["json", "query", "rest"]
+Protocol = Literal["json", "query", "rest-json", "rest"]
 
 # SigV4: "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/workspaces/aws4_request, ..."
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
@@ -22,7 +22,8 @@ DEFAULT_REGION = "us-east-1"
 @dataclass(frozen=True)
 class AwsCall:
     service: str  # the SigV4 signing name, e.g. "workspaces", "ec2", "sts"
-    operation: str  # e.g. "ImportWorkspaceImage"; "<service>:<METHOD>" for REST services
+    # e.g. "ImportWorkspaceImage"; "<service>:<METHOD>" for REST services other than Image Builder
+    operation: str
     protocol: Protocol
     region: str
     access_key: str | None
@@ -45,6 +46,20 @@ def _query_action(environ: dict[str, Any], body: bytes) -> str | None:
     return actions[0] if actions else None
 
 
+# Image Builder (rest-json) names each operation in its path, "/GetImage", except the tag
+# operations on "/tags/{resourceArn}", told apart by method (botocore's imagebuilder model).
+_IMAGE_BUILDER_TAG_OPERATIONS = {"GET": "ListTagsForResource", "POST": "TagResource", "DELETE": "UntagResource"}
+_OPERATION_SEGMENT = re.compile(r"^[A-Z][A-Za-z]+$")
+
+
+def _image_builder_operation(environ: dict[str, Any]) -> str:
+    method = environ.get("REQUEST_METHOD", "GET")
+    segment = environ.get("PATH_INFO", "").strip("/").split("/", 1)[0]
+    if segment == "tags":
+        return _IMAGE_BUILDER_TAG_OPERATIONS.get(method, f"imagebuilder:{method}")
+    return segment if _OPERATION_SEGMENT.match(segment) else f"imagebuilder:{method}"
+
+
 def identify_call(environ: dict[str, Any], body: bytes) -> AwsCall:
     access_key, region, service = _credential_scope(environ)
     target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -53,6 +68,8 @@ def identify_call(environ: dict[str, Any], body: bytes) -> AwsCall:
         service = service or _TARGET_PREFIX_SERVICES.get(prefix, prefix.lower())
         return AwsCall(service, operation, "json", region or DEFAULT_REGION, access_key)
     service = service or "unknown"
+    if service == "imagebuilder":
+        return AwsCall(service, _image_builder_operation(environ), "rest-json", region or DEFAULT_REGION, access_key)
     action = _query_action(environ, body)
     if action:
         return AwsCall(service, action, "query", region or DEFAULT_REGION, access_key)

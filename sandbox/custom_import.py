@@ -17,11 +17,8 @@ import secrets
 import time
 from typing import Any
 
-from .seed import (
-    SEED_IMAGE_BUILDER_VERSIONS,
-    SEED_IMPORT_TASKS,
-    SEED_INFRASTRUCTURE_CONFIGURATIONS,
-)
+from .image_builder import image_version_named
+from .seed import AVAILABLE, SEED_IMPORT_TASKS, SEED_INFRASTRUCTURE_CONFIGURATIONS
 from .validation import custom_import_request_problems, describe_custom_import_request_problems
 from .workspaces import (
     _IMAGES_LOCK,
@@ -182,17 +179,19 @@ def _source_of(source: dict[str, str], *, account_id: str, region: str) -> Any:
             raise WorkSpacesError(
                 "ResourceNotFoundException", f"The VM import task {task_id} was not found in {region}."
             )
-        if task.status != "completed":
+        if task.status != "completed" or task.ami_id is None:
             raise invalid_parameters(f"The VM import task {task_id} is {task.status}, not completed.")
         return _source_ami(task.ami_id, account_id=account_id, region=region)
     arn = source["ImageBuildVersionArn"]
-    arn_region, arn_account, resource = _arn_parts(arn)
-    version = SEED_IMAGE_BUILDER_VERSIONS.get(resource.partition("/")[2])
-    if version is None or (arn_region, arn_account) != (region, account_id):
+    version = image_version_named(arn, account_id=account_id, region=region)
+    if version is None:
         raise WorkSpacesError(
             "ResourceNotFoundException", f"The Image Builder image version {arn} was not found in {region}."
         )
-    return _source_ami(version.ami_id, account_id=account_id, region=region)
+    build, seed = version
+    if seed.status != AVAILABLE or seed.ami_id is None:
+        raise invalid_parameters(f"The Image Builder image version {build} is {seed.status}, not {AVAILABLE}.")
+    return _source_ami(seed.ami_id, account_id=account_id, region=region)
 
 
 def import_custom_workspace_image(

@@ -228,30 +228,83 @@ def seed_images(*, account_id: str = DEFAULT_ACCOUNT_ID, region: str = DEFAULT_R
 
 # --- what ImportCustomWorkspaceImage can start from ----------------------------------------
 # moto serves neither EC2's VM import tasks (DescribeImportImageTasks) nor EC2 Image Builder, so
-# the sandbox knows these by name, in every account and region it serves; each stands for one of
-# the AMIs above, whose tags decide how the import ends.
+# the sandbox knows these by name, in every account and region it serves, and answers the lookups
+# a pre-flight makes of them itself (``vm_import.py``, ``image_builder.py``); each stands for one
+# of the AMIs above, whose tags decide how an import from it ends.
+
+
+_SEEDED_ON = _day(2026, 11, 16)
 
 
 @dataclass(frozen=True)
 class SeedSource:
-    ami_id: str
+    # The AMI the task or image version made; None while it has made none (still running, failed).
+    ami_id: str | None
+    # A VM import task's Status ("active", "completed", "deleting", "deleted"), or an image
+    # version's Image Builder ImageStatus ("AVAILABLE", "BUILDING", "FAILED", ...).
     status: str = "completed"
+    # DescribeImportImageTasks' StatusMessage / GetImage's state.reason; the sandbox's own words.
+    message: str = ""
+    # A running VM import task's Progress (percent, as a string on AWS).
+    progress: str = ""
+    # GetImage's osVersion, as Image Builder names it.
+    os_version: str = ""
+    created: datetime = _SEEDED_ON
 
 
-# VM import tasks (ImageSource.Ec2ImportTaskId): one completed, one still running.
+# VM import tasks (ImageSource.Ec2ImportTaskId): one completed, one still running, one that failed.
 SEED_IMPORT_TASKS: dict[str, SeedSource] = {
-    "import-ami-0123456789abcdef0": SeedSource("ami-05eed000000000008"),
-    "import-ami-0fedcba987654321f": SeedSource("ami-05eed000000000001", status="active"),
+    "import-ami-0123456789abcdef0": SeedSource("ami-05eed000000000008", created=_day(2026, 11, 16)),
+    "import-ami-0fedcba987654321f": SeedSource(
+        None, status="active", message="converting", progress="39", created=_day(2026, 11, 20)
+    ),
+    "import-ami-0badc0ffee0000001": SeedSource(
+        None,
+        status="deleted",
+        message="ClientError: The disk image is not a supported Windows version.",
+        created=_day(2026, 11, 2),
+    ),
 }
 # Image Builder image versions (ImageSource.ImageBuildVersionArn), by "<name>/<version>/<build>":
 # arn:aws:imagebuilder:<region>:<account>:image/byol-windows-11/1.0.0/1
+AVAILABLE = "AVAILABLE"
 SEED_IMAGE_BUILDER_VERSIONS: dict[str, SeedSource] = {
-    "byol-windows-11/1.0.0/1": SeedSource("ami-05eed000000000008"),
-    "byol-windows-10-office/1.0.0/1": SeedSource("ami-05eed000000000005"),
+    "byol-windows-11/1.0.0/1": SeedSource(
+        "ami-05eed000000000008", status=AVAILABLE, os_version="Microsoft Windows 11", created=_day(2026, 11, 16)
+    ),
+    "byol-windows-11/1.1.0/1": SeedSource(
+        None,
+        status="BUILDING",
+        message="The image is being built.",
+        os_version="Microsoft Windows 11",
+        created=_day(2026, 11, 25),
+    ),
+    "byol-windows-10-office/1.0.0/1": SeedSource(
+        "ami-05eed000000000005", status=AVAILABLE, os_version="Microsoft Windows 10", created=_day(2026, 8, 30)
+    ),
 }
+
+
+@dataclass(frozen=True)
+class SeedInfrastructure:
+    description: str
+    instance_types: tuple[str, ...]
+    created: datetime
+    instance_profile: str = "EC2InstanceProfileForImageBuilder"
+
+
 # Image Builder infrastructure configurations (InfrastructureConfigurationArn), by name:
 # arn:aws:imagebuilder:<region>:<account>:infrastructure-configuration/byol-import
-SEED_INFRASTRUCTURE_CONFIGURATIONS = frozenset({"byol-import"})
+SEED_INFRASTRUCTURE_CONFIGURATIONS: dict[str, SeedInfrastructure] = {
+    "byol-import": SeedInfrastructure(
+        "Build instances for WorkSpaces BYOL imports", ("m5.large",), created=_day(2026, 10, 2)
+    ),
+    "byol-import-gpu": SeedInfrastructure(
+        "Build instances for WorkSpaces BYOL imports of graphics images",
+        ("g4dn.xlarge",),
+        created=_day(2026, 10, 9),
+    ),
+}
 
 # Created as an operator would create the real one: versioned, with Object Lock enabled (which
 # only a new bucket can get), so the portal's compliance-mode anchors are locked.

@@ -22,6 +22,7 @@ from moto.iam.models import get_account_id_from
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from . import image_builder, vm_import
 from .calls import AwsCall, identify_call
 from .control import CONTROL_PREFIX, control_reply
 from .operations import HANDLED_OPERATIONS, answer
@@ -67,7 +68,16 @@ def _caller_account(environ: dict[str, Any], call: AwsCall) -> str:
     return get_account_id_from(call.access_key or "")
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    412: "Precondition Failed",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+}
+REST_JSON_CONTENT_TYPE = "application/json"
 # What AWS's common errors say of InternalFailure.
 _INTERNAL_FAILURE_MESSAGE = "The request processing has failed because of an unknown error, exception or failure."
 
@@ -122,8 +132,23 @@ def _xml_reply(start_response: StartResponse, status: str, xml: str) -> list[byt
     return [body]
 
 
+def _rest_json_error(start_response: StartResponse, status: int, code: str, message: str) -> list[bytes]:
+    # rest-json: the code in x-amzn-ErrorType (botocore reads it from there first), the message in the body.
+    headers = [
+        ("Content-Type", REST_JSON_CONTENT_TYPE),
+        ("x-amzn-RequestId", str(uuid.uuid4())),
+        ("x-amzn-ErrorType", code),
+    ]
+    return _json_reply(start_response, status, {"message": message}, headers)
+
+
 def _throttled_reply(start_response: StartResponse, call: AwsCall) -> list[bytes]:
     request_id = str(uuid.uuid4())
+    if call.protocol == "rest-json":
+        # Image Builder's model has no ThrottlingException shape; its API reference's Common Errors
+        # (https://docs.aws.amazon.com/imagebuilder/latest/APIReference/CommonErrors.html), shared by
+        # every service, give ThrottlingException with 400, which botocore retries as a throttle.
+        return _rest_json_error(start_response, 400, "ThrottlingException", "Rate exceeded")
     if call.protocol == "json":
         # https://docs.aws.amazon.com/workspaces/latest/api/CommonErrors.html: ThrottlingException, 400
         headers = [("Content-Type", JSON_CONTENT_TYPE), ("x-amzn-RequestId", request_id)]
@@ -136,6 +161,10 @@ def _throttled_reply(start_response: StartResponse, call: AwsCall) -> list[bytes
 
 def _server_error_reply(start_response: StartResponse, call: AwsCall) -> list[bytes]:
     request_id = str(uuid.uuid4())
+    if call.protocol == "rest-json":
+        # The model's ServiceException (500), which every Image Builder operation lists.
+        message = "An internal server error occurred while Image Builder processed the request."
+        return _rest_json_error(start_response, 500, "ServiceException", message)
     if call.protocol == "json":
         # https://docs.aws.amazon.com/workspaces/latest/api/CommonErrors.html: InternalFailure, 500
         headers = [("Content-Type", JSON_CONTENT_TYPE), ("x-amzn-RequestId", request_id)]
@@ -190,6 +219,11 @@ class SandboxApp:
             return _server_error_reply(start_response, call)
         if call.service == "workspaces" and call.operation in HANDLED_OPERATIONS:
             return self._workspaces(environ, start_response, call, body)
+        if call.service == "imagebuilder":
+            # moto has no Image Builder at all: every call is answered here, if only to refuse it.
+            return self._image_builder(environ, start_response, call, body)
+        if call.service == "ec2" and call.operation in vm_import.HANDLED_OPERATIONS:
+            return self._vm_import(environ, start_response, body)
         return self.moto_app(environ, start_response)
 
     def _control(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> list[bytes]:
@@ -218,6 +252,31 @@ class SandboxApp:
             payload = {"__type": error.code, "message": error.message}
             return _json_reply(start_response, error.status, payload, [*headers, ("x-amzn-ErrorType", error.code)])
         return _json_reply(start_response, 200, result, headers)
+
+    def _image_builder(
+        self, environ: dict[str, Any], start_response: StartResponse, call: AwsCall, body: bytes
+    ) -> list[bytes]:
+        request = image_builder.ImageBuilderRequest(
+            operation=call.operation,
+            query_string=environ.get("QUERY_STRING", ""),
+            body=body,
+            account_id=_caller_account(environ, call),
+            region=call.region,
+        )
+        try:
+            result = image_builder.answer(request, method=environ.get("REQUEST_METHOD", "GET"))
+        except image_builder.ImageBuilderError as error:
+            return _rest_json_error(start_response, error.status, error.code, error.message)
+        headers = [("Content-Type", REST_JSON_CONTENT_TYPE), ("x-amzn-RequestId", result["requestId"])]
+        return _json_reply(start_response, 200, result, headers)
+
+    def _vm_import(self, environ: dict[str, Any], start_response: StartResponse, body: bytes) -> list[bytes]:
+        try:
+            xml = vm_import.describe_import_image_tasks(environ.get("QUERY_STRING", ""), body)
+        except vm_import.Ec2Error as error:
+            status = f"{error.status} {_REASONS.get(error.status, 'Error')}"
+            return _xml_reply(start_response, status, error.xml(str(uuid.uuid4())))
+        return _xml_reply(start_response, "200 OK", xml)
 
 
 class _QuietRequestHandler(MotoRequestHandler):
