@@ -171,7 +171,11 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        # A connection kept for a minute saves a connect (and, on PostgreSQL, a backend process
+        # fork) per request; the health check replaces one the server dropped meanwhile.
+        # https://docs.djangoproject.com/en/5.2/ref/databases/#persistent-connections
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
