@@ -2,7 +2,12 @@
 Image Builder's GetImage, GetInfrastructureConfiguration and ListInfrastructureConfigurations, and
 EC2's DescribeImportImageTasks, through boto3 against a started sandbox."""
 
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +15,7 @@ import boto3
 import pytest
 from botocore.client import BaseClient
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError
 
 from sandbox import SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, start_sandbox
 
@@ -283,6 +288,55 @@ def test_describe_import_image_tasks_refusals(
     )
 
 
+# --- the wire formats, as sent --------------------------------------------------------------------
+
+
+def raw(
+    sandbox: SandboxHandle, service: str, path: str, body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """An AWS call as bytes; the sandbox reads the service from the credential scope, unverified."""
+    headers = {"Authorization": f"AWS4-HMAC-SHA256 Credential=AKID/20261127/{REGION}/{service}/aws4_request, x"}
+    if body is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    request = urllib.request.Request(f"{sandbox.url}{path}", data=body, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_an_image_builder_error_is_rest_json_with_the_code_in_x_amzn_error_type(sandbox: SandboxHandle) -> None:
+    query = urllib.parse.urlencode({"imageBuildVersionArn": f"{PREFIX}:image/unknown/1.0.0/1"})
+
+    status, headers, body = raw(sandbox, "imagebuilder", f"/GetImage?{query}")
+
+    assert status == 404
+    assert headers["x-amzn-ErrorType"] == "ResourceNotFoundException"
+    assert headers["Content-Type"] == "application/json"
+    assert "cannot be found" in json.loads(body)["message"]
+
+
+def test_describe_import_image_tasks_answers_ec2_xml(sandbox: SandboxHandle) -> None:
+    form = urllib.parse.urlencode(
+        {"Action": "DescribeImportImageTasks", "Version": "2016-11-15", "ImportTaskId.1": COMPLETED_TASK}
+    ).encode()
+
+    status, _, body = raw(sandbox, "ec2", "/", form)
+    unknown_status, _, unknown = raw(sandbox, "ec2", "/", form.replace(b"abcdef0", b"abcdef1"))
+
+    assert status == 200
+    ns = {"ec2": "http://ec2.amazonaws.com/doc/2016-11-15/"}
+    root = ET.fromstring(body)  # noqa: S314 -- the sandbox's own answer
+    assert root.tag == "{http://ec2.amazonaws.com/doc/2016-11-15/}DescribeImportImageTasksResponse"
+    assert root.findtext("ec2:requestId", namespaces=ns)
+    assert root.findtext("ec2:importImageTaskSet/ec2:item/ec2:imageId", namespaces=ns) == WIN11_AMI
+    assert unknown_status == 400
+    error = ET.fromstring(unknown)  # noqa: S314
+    assert error.findtext("Errors/Error/Code") == "InvalidConversionTaskId.Malformed"
+    assert error.findtext("RequestID")
+
+
 # --- faults and counting -------------------------------------------------------------------------
 
 
@@ -320,6 +374,25 @@ def test_a_server_error_fault_on_image_builder_is_its_service_exception(sandbox:
     )
 
     assert (code, status) == ("ServiceException", 500)
+
+
+def test_down_on_these_operations_drops_them_and_spares_the_others(sandbox: SandboxHandle) -> None:
+    control_sandbox(sandbox.url, "faults", {"down": True, "operations": ["GetImage", "DescribeImportImageTasks"]})
+
+    with pytest.raises(ConnectionClosedError):
+        aws(sandbox, "imagebuilder").get_image(imageBuildVersionArn=AVAILABLE_VERSION)
+    with pytest.raises(ConnectionClosedError):
+        aws(sandbox, "ec2").describe_import_image_tasks()
+    spared = aws(sandbox, "imagebuilder").get_infrastructure_configuration(
+        infrastructureConfigurationArn=INFRASTRUCTURE
+    )
+
+    assert spared["infrastructureConfiguration"]["name"] == "byol-import"
+    assert control_sandbox(sandbox.url, "calls") == {
+        "DescribeImportImageTasks": 1,
+        "GetImage": 1,
+        "GetInfrastructureConfiguration": 1,
+    }
 
 
 def test_botocore_retries_the_image_builder_throttle(sandbox: SandboxHandle) -> None:
