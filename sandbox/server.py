@@ -1,9 +1,12 @@
 """The sandbox server: moto's WSGI app behind a thin layer that counts, injects faults,
-answers the missing WorkSpaces operations and serves ``/_sandbox/`` control endpoints.
+answers the operations moto lacks (WorkSpaces imports, Image Builder's lookups, EC2's
+DescribeImportImageTasks) and serves ``/_sandbox/`` control endpoints.
 
 Every AWS service goes through one endpoint URL. moto's ``DomainDispatcherApplication`` picks
 the backend from the service in the SigV4 credential scope (``.../us-east-1/sts/aws4_request``),
-so STS, EC2 and WorkSpaces clients can all share ``endpoint_url``.
+so STS, EC2, WorkSpaces and Image Builder clients can all share ``endpoint_url``; the sandbox
+reads the same scope to answer before moto. Faults and counting come first, so they apply to
+every call, the sandbox's own answers included, each fault in the protocol's own error format.
 """
 
 import contextlib

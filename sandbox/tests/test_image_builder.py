@@ -159,6 +159,27 @@ def test_the_arn_is_the_callers_region_not_the_endpoints(sandbox: SandboxHandle)
     )
 
 
+def test_a_role_assumed_in_another_account_sees_that_accounts_resources(sandbox: SandboxHandle) -> None:
+    other = "111122223333"
+    credentials = aws(sandbox, "sts").assume_role(
+        RoleArn=f"arn:aws:iam::{other}:role/byol-portal", RoleSessionName="preflight"
+    )["Credentials"]
+    client = boto3.client(
+        "imagebuilder",
+        endpoint_url=sandbox.url,
+        region_name=REGION,
+        config=NO_RETRIES,
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+    image = client.get_image(imageBuildVersionArn=AVAILABLE_VERSION.replace(SANDBOX_ACCOUNT_ID, other))["image"]
+
+    assert image["outputResources"]["amis"][0]["accountId"] == other
+    assert refused(client.get_image, imageBuildVersionArn=AVAILABLE_VERSION)[0] == "ResourceNotFoundException"
+
+
 def test_list_infrastructure_configurations_pages_and_filters(sandbox: SandboxHandle) -> None:
     client = aws(sandbox, "imagebuilder")
 
