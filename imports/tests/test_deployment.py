@@ -9,21 +9,38 @@ requirements.txt's dependency closure cannot be imported.
 import ast
 import fnmatch
 import importlib.metadata
+import io
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 import yaml
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from imports import roles, workflow
+from imports.db_guards import AUDIT_TABLES
+from imports.locks import job_lock
+from imports.models import AdminEvent, AwsTarget, ImportRequest, RequestEvent
+from imports.ratelimit import DatabaseTokenBucket
+from imports.tests.conftest import PASSWORD, make_user, pass_preflight, request_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -337,6 +354,7 @@ SECRETS = {
     "DJANGO_SECRET_KEY": "secret-key-0123456789",
     "PORTAL_AUDIT_KEY": "audit-key-0123456789abcdef0123456789",
     "POSTGRES_PASSWORD": "ownerpw0123456789",
+    "PORTAL_APP_DB_PASSWORD": "apppw0123456789",
     "REDIS_PASSWORD": "redispw0123456789",
 }
 
@@ -426,7 +444,6 @@ def test_compose_has_no_fixed_password_anywhere() -> None:
     for name in ("migrate", "web", "worker", "beat"):
         environment = services[name]["environment"]
         assert environment["CELERY_BROKER_URL"] == f"redis://:{SECRETS['REDIS_PASSWORD']}@redis:6379/0", name
-        assert environment["DATABASE_URL"].startswith("postgres://portal_"), name
         assert "portal:portal@" not in environment["DATABASE_URL"]
 
 
@@ -445,3 +462,313 @@ def test_the_docs_one_liner_fills_in_every_required_secret() -> None:
 
     assert loop is not None
     assert set(loop[1].split()) == set(SECRETS)
+
+
+def test_migrations_run_as_the_owner_and_the_portal_runs_as_the_app_role_without_the_owners_password() -> None:
+    services = compose()["services"]
+
+    migrate = services["migrate"]
+    assert migrate["environment"]["DATABASE_URL"] == (
+        f"postgres://portal_owner:{SECRETS['POSTGRES_PASSWORD']}@postgres:5432/portal"
+    )
+    assert migrate["environment"]["PORTAL_APP_DB_PASSWORD"] == SECRETS["PORTAL_APP_DB_PASSWORD"]
+    assert migrate["command"] == [
+        "sh",
+        "-c",
+        "python manage.py migrate --noinput && python manage.py grant_app_role portal_app",
+    ]
+    for name in ("web", "worker", "beat"):
+        environment = services[name]["environment"]
+        assert environment["DATABASE_URL"] == (
+            f"postgres://portal_app:{SECRETS['PORTAL_APP_DB_PASSWORD']}@postgres:5432/portal"
+        ), name
+        assert not any(SECRETS["POSTGRES_PASSWORD"] in str(value) for value in environment.values()), name
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
+
+
+# ---- the application's database role (PostgreSQL) ---------------------------------------------
+
+
+@dataclass
+class AppRole:
+    name: str
+    password: str
+
+    def connect(self) -> psycopg.Connection:
+        settings = connection.settings_dict
+        return psycopg.connect(
+            host=settings["HOST"] or None,
+            port=settings["PORT"] or None,
+            dbname=settings["NAME"],
+            user=self.name,
+            password=self.password,
+            autocommit=True,
+        )
+
+
+def drop_role(name: str) -> None:
+    """Roles belong to the cluster, not the test database: leave none behind."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name])
+        if cursor.fetchone():
+            quoted = connection.ops.quote_name(name)
+            cursor.execute(f"DROP OWNED BY {quoted}")
+            cursor.execute(f"DROP ROLE {quoted}")
+
+
+def needs_postgresql() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("database roles exist only on PostgreSQL; .ci/run runs this with DATABASE_URL=postgres://...")
+
+
+@pytest.fixture
+def app_role(committed_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppRole]:
+    """A throwaway application role made by grant_app_role, with real commits (the role connects
+    on a connection of its own), dropped afterwards."""
+    needs_postgresql()
+    role = AppRole(name=f"portal_app_test_{secrets.token_hex(4)}", password=secrets.token_hex(16))
+    monkeypatch.setenv("PORTAL_APP_DB_PASSWORD", role.password)
+    try:
+        call_command("grant_app_role", role.name, stdout=io.StringIO())
+        yield role
+    finally:
+        drop_role(role.name)
+
+
+@pytest.fixture
+def audit_events(committed_db: None) -> None:
+    """One request with its event in the request history, and users in the admin history."""
+    requester = make_user("rhea", groups=(roles.REQUESTERS,))
+    target = AwsTarget.objects.create(name="T", account_id="123456789012", region="us-east-1")
+    workflow.submit_request(requester=requester, fields=request_fields(target))
+    assert RequestEvent.objects.exists()
+    assert AdminEvent.objects.exists()
+
+
+def refused(role: AppRole, statement: str) -> psycopg.errors.InsufficientPrivilege:
+    with role.connect() as conn, pytest.raises(psycopg.errors.InsufficientPrivilege) as refusal:
+        conn.execute(statement)
+    return refusal.value
+
+
+def not_refused(role: AppRole, statements: list[str]) -> dict[str, str]:
+    """Each statement on a fresh connection as the role; those it was not refused for lack of
+    privilege, with what happened instead."""
+    outcomes = {}
+    for statement in statements:
+        with role.connect() as conn:
+            try:
+                conn.execute(statement)
+                outcomes[statement] = "executed"
+            except psycopg.errors.InsufficientPrivilege:
+                pass
+            except psycopg.Error as error:
+                outcomes[statement] = f"{type(error).__name__}: {error}"
+    return outcomes
+
+
+GUARD_ATTACKS = [
+    "ALTER TABLE {table} DISABLE TRIGGER ALL",
+    "ALTER TABLE {table} DISABLE TRIGGER {table}_no_change",
+    "ALTER TABLE {table} DISABLE TRIGGER USER",
+    "ALTER TABLE {table} ENABLE REPLICA TRIGGER {table}_no_change",
+    "DROP TRIGGER {table}_no_change ON {table}",
+    "DROP TRIGGER {table}_no_truncate ON {table}",
+    "CREATE OR REPLACE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+    "DROP FUNCTION {table}_append_only() CASCADE",
+    "ALTER TABLE {table} OWNER TO CURRENT_USER",
+    "ALTER TABLE {table} RENAME TO {table}_old",
+    "DROP TABLE {table} CASCADE",
+    "CREATE TRIGGER sneak BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_append_only()",
+    "SET session_replication_role = replica",
+]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", AUDIT_TABLES)
+def test_the_app_role_cannot_switch_off_drop_or_replace_the_audit_guards(app_role: AppRole, table: str) -> None:
+    assert not_refused(app_role, [attack.format(table=table) for attack in GUARD_ATTACKS]) == {}
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal ORDER BY 1",
+            [table],
+        )
+        assert cursor.fetchall() == [(f"{table}_no_change", "O"), (f"{table}_no_truncate", "O")]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", AUDIT_TABLES)
+def test_the_app_role_may_not_change_the_audit_histories_at_all_not_even_up_to_the_triggers(
+    app_role: AppRole, audit_events: None, table: str
+) -> None:
+    """Refused for lack of privilege (not by the triggers' restrict_violation), rows present."""
+    changes = [f"UPDATE {table} SET hash = repeat('0', 64)", f"DELETE FROM {table}", f"TRUNCATE {table} CASCADE"]
+
+    assert not_refused(app_role, changes) == {}
+    with app_role.connect() as conn:
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0
+        conn.execute(f"SELECT * FROM {table} LIMIT 1")
+
+
+@pytest.mark.postgres
+def test_the_app_role_owns_nothing_and_has_exactly_the_runtime_privileges(app_role: AppRole) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin "
+            "FROM pg_roles WHERE rolname = %s",
+            [app_role.name],
+        )
+        assert cursor.fetchone() == (False, False, False, False, False, True)
+        cursor.execute(
+            "SELECT count(*) FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+            [app_role.name],
+        )
+        assert cursor.fetchone() == (0,)
+        cursor.execute(
+            "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type) "
+            "FROM information_schema.role_table_grants WHERE grantee = %s GROUP BY table_name",
+            [app_role.name],
+        )
+        granted = dict(cursor.fetchall())
+    tables = set(connection.introspection.table_names())
+
+    assert set(granted) == tables
+    assert {table: granted[table] for table in AUDIT_TABLES} == dict.fromkeys(AUDIT_TABLES, "INSERT,SELECT")
+    assert granted["django_migrations"] == "SELECT"
+    others = tables - {*AUDIT_TABLES, "django_migrations"}
+    assert {granted[table] for table in others} == {"DELETE,INSERT,SELECT,UPDATE"}
+    assert {"django_session", "axes_accessattempt", "imports_auditchainhead", "imports_joblock"} <= others
+
+
+@pytest.mark.postgres
+def test_the_portal_works_as_the_app_role(app_role: AppRole, settings: Any) -> None:
+    """The workflow, the audit chains, locks, the rate limiter, log-in (sessions, django-axes) and
+    verify_audit, all through Django's own connection logged in as the application role."""
+    settings.PORTAL_ADMIN_OTP = False
+    original = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict.update(USER=app_role.name, PASSWORD=app_role.password)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_user")
+            assert cursor.fetchone() == (app_role.name,)
+
+        requester = make_user("rhea", groups=(roles.REQUESTERS,))
+        approver = make_user("abel", groups=(roles.APPROVERS,))
+        target = AwsTarget.objects.create(name="T", account_id="123456789012", region="us-east-1")
+        request = pass_preflight(workflow.submit_request(requester=requester, fields=request_fields(target)))
+        request = workflow.approve_request(request_id=request.pk, actor=approver, expected_version=request.version)
+        request = workflow.claim_for_import(request_id=request.pk, lease_seconds=30)
+        assert request.state == ImportRequest.State.SUBMITTING
+        with job_lock("deployment-test", hold_seconds=5) as taken:
+            assert taken
+        assert DatabaseTokenBucket().try_take(target.account_id) == 0
+
+        client = Client()
+        assert client.post(reverse("login"), {"username": "abel", "password": "wrong"}).status_code == 200
+        client.post(reverse("login"), {"username": "abel", "password": PASSWORD})
+        assert client.get(reverse("dashboard")).status_code == 200
+
+        out, err = io.StringIO(), io.StringIO()
+        call_command("verify_audit", stdout=out, stderr=err)
+        assert "intact" in out.getvalue()
+        assert RequestEvent.objects.filter(request=request).count() == 4
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(original)
+
+
+@pytest.mark.postgres
+def test_tables_a_later_migration_creates_are_granted_by_default(app_role: AppRole) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE deployment_probe (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, x text)")
+    try:
+        with app_role.connect() as conn:
+            conn.execute("INSERT INTO deployment_probe (x) VALUES ('a')")
+            conn.execute("UPDATE deployment_probe SET x = 'b'")
+            assert conn.execute("SELECT x FROM deployment_probe").fetchall() == [("b",)]
+            conn.execute("DELETE FROM deployment_probe")
+        refused(app_role, "TRUNCATE deployment_probe")
+        refused(app_role, "ALTER TABLE deployment_probe ADD COLUMN y text")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE deployment_probe")
+
+
+@pytest.mark.postgres
+def test_grant_app_role_again_starts_from_nothing(app_role: AppRole) -> None:
+    quoted = connection.ops.quote_name(app_role.name)
+    with connection.cursor() as cursor:
+        cursor.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {quoted}")
+
+    call_command("grant_app_role", app_role.name, stdout=io.StringIO())
+
+    refused(app_role, "DELETE FROM imports_requestevent")
+    refused(app_role, "TRUNCATE imports_importrequest CASCADE")
+    with app_role.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM imports_importrequest").fetchone() == (0,)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [("LOGIN SUPERUSER", "SUPERUSER"), ("LOGIN CREATEROLE", "CREATEROLE"), ("LOGIN IN ROLE {owner}", "member of")],
+)
+def test_grant_app_role_refuses_a_role_with_powers(committed_db: None, attributes: str, message: str) -> None:
+    needs_postgresql()
+    name = f"portal_app_test_{secrets.token_hex(4)}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_user")
+        owner = connection.ops.quote_name(cursor.fetchone()[0])
+        cursor.execute(f"CREATE ROLE {name} {attributes.format(owner=owner)}")
+    try:
+        with pytest.raises(CommandError, match=message):
+            call_command("grant_app_role", name, stdout=io.StringIO())
+    finally:
+        drop_role(name)
+
+
+@pytest.mark.postgres
+def test_grant_app_role_refuses_a_role_that_owns_a_table(committed_db: None) -> None:
+    needs_postgresql()
+    name = f"portal_app_test_{secrets.token_hex(4)}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {name} LOGIN")
+        cursor.execute("CREATE TABLE deployment_owned (id int)")
+        cursor.execute(f"ALTER TABLE deployment_owned OWNER TO {name}")
+    try:
+        with pytest.raises(CommandError, match="owns table deployment_owned"):
+            call_command("grant_app_role", name, stdout=io.StringIO())
+    finally:
+        drop_role(name)
+
+
+@pytest.mark.postgres
+def test_grant_app_role_needs_a_password_to_create_the_role_and_refuses_the_owner(
+    committed_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    needs_postgresql()
+    monkeypatch.delenv("PORTAL_APP_DB_PASSWORD", raising=False)
+    name = f"portal_app_test_{secrets.token_hex(4)}"
+
+    with pytest.raises(CommandError, match="set PORTAL_APP_DB_PASSWORD"):
+        call_command("grant_app_role", name)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_user")
+        owner = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", [name])
+        assert cursor.fetchone() == (0,)
+    with pytest.raises(CommandError, match="the tables' owner"):
+        call_command("grant_app_role", owner)
+    with pytest.raises(CommandError, match="plain role name"):
+        call_command("grant_app_role", 'portal"; DROP TABLE x; --')
+
+
+def test_grant_app_role_says_it_needs_postgresql(db: None) -> None:
+    if connection.vendor == "postgresql":
+        pytest.skip("about other databases; on PostgreSQL the tests above run it")
+
+    with pytest.raises(CommandError, match="needs PostgreSQL; this database is sqlite"):
+        call_command("grant_app_role", "portal_app")
