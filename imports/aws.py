@@ -498,14 +498,50 @@ def with_portal_tags(parameters: dict[str, Any], *, reference: str, requester: s
 
 
 def import_image(target: Target, *, parameters: dict[str, Any], identity: str) -> ImportResult:
-    """One ImportWorkspaceImage call, in the turn the caller reserved (`reserve_turn`), never
-    retried by botocore: after a timeout the outcome is unknown, and the caller must look for
-    the image before it tries again."""
+    """One import call, in the turn the caller reserved (`reserve_turn`), never retried by
+    botocore: after a timeout the outcome is unknown, and the caller must look for the image
+    before it tries again. ImportCustomWorkspaceImage (the Image Builder path) when the
+    parameters name an ImageSource, ImportWorkspaceImage otherwise."""
     workspaces = client(target, "workspaces", identity=identity, attempts=1, paced=False)
     with _explained():
-        response = workspaces.import_workspace_image(**parameters)
+        if "ImageSource" in parameters:
+            response = workspaces.import_custom_workspace_image(**parameters)
+        else:
+            response = workspaces.import_workspace_image(**parameters)
     request_id = response.get("ResponseMetadata", {}).get("RequestId", "")
     return ImportResult(image_id=response["ImageId"], request_id=request_id)
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    """DescribeCustomWorkspaceImageImport's answer: the stage, its message, the percentage."""
+
+    stage: str
+    message: str
+    progress: int | None
+    error_details: list[dict[str, str]] = field(default_factory=list)
+
+
+def import_progress(target: Target, image_id: str) -> ImportProgress:
+    """The progress of an Image Builder import; one image per call (AWS has no batch form). Only
+    in a free turn of the account's rate (RateBusy otherwise, at once): progress is worth a call
+    only when imports and status checks leave one."""
+    if _rate_limiter is not None:
+        still_to_wait = _rate_limiter.acquire(target.account_id, max_wait=0)
+        if still_to_wait:
+            raise RateBusy(MSG_RATE_BUSY, aws_message=f"the next free turn is {still_to_wait:.0f} s away")
+    workspaces = client(target, "workspaces", paced=False)
+    with _explained():
+        answer = workspaces.describe_custom_workspace_image_import(ImageId=image_id)
+    return ImportProgress(
+        stage=answer.get("State", ""),
+        message=answer.get("StateMessage", ""),
+        progress=answer.get("ProgressPercentage"),
+        error_details=[
+            {"ErrorCode": d.get("ErrorCode", ""), "ErrorMessage": d.get("ErrorMessage", "")}
+            for d in answer.get("ErrorDetails", [])
+        ],
+    )
 
 
 def describe_images(target: Target, image_ids: list[str]) -> dict[str, ImageStatus]:
@@ -595,6 +631,17 @@ class Check:
     retryable: bool = False
 
 
+@dataclass(frozen=True)
+class ImageBuilderSource:
+    """Where an Image Builder import starts from: `kind` is rules.SOURCE_AMI, SOURCE_IMPORT_TASK or
+    SOURCE_IMAGE_VERSION and `value` the AMI id, the VM import task id or the image version ARN;
+    and the infrastructure configuration Image Builder builds with."""
+
+    kind: str
+    value: str
+    infrastructure_configuration_arn: str
+
+
 def run_preflight(
     target: Target,
     *,
@@ -603,13 +650,20 @@ def run_preflight(
     identity: str,
     windows_version: str = "",
     replacing_image_id: str = "",
+    image_builder: ImageBuilderSource | None = None,
 ) -> list[Check]:
     """PRODUCT.md section 6, in full. Each check stands alone: one failing does not hide the others.
     `windows_version` ("10" or "11", as the requester declared it) is what the AMI's boot mode must
     fit; without it the boot mode is not checked. `replacing_image_id`: the failed image of an
-    earlier attempt, which the portal deletes before it imports, so its name is no clash."""
+    earlier attempt, which the portal deletes before it imports, so its name is no clash.
+    `image_builder`: the Image Builder path's source and infrastructure configuration, checked
+    instead of `ami_id`."""
     checks = [_check_credentials(target, identity), _check_byol(target, identity)]
-    checks += _checks_on_ami(target, ami_id, identity, windows_version)
+    if image_builder is None:
+        checks += _checks_on_ami(target, ami_id, identity, windows_version)
+    else:
+        checks += _checks_on_source(target, image_builder, identity, windows_version)
+        checks.append(_check_infrastructure(target, image_builder.infrastructure_configuration_arn, identity))
     checks += _checks_on_images(target, image_name, identity, replacing_image_id)
     return checks
 
@@ -621,17 +675,30 @@ class ChecksInterrupted(AwsError):
 
 
 def run_import_checks(
-    target: Target, *, ami_id: str, identity: str, byol_cache_seconds: float, windows_version: str = ""
+    target: Target,
+    *,
+    ami_id: str,
+    identity: str,
+    byol_cache_seconds: float,
+    windows_version: str = "",
+    image_builder: ImageBuilderSource | None = None,
 ) -> list[Check]:
     """What can have changed since approval, re-checked without spending the account's WorkSpaces
-    call budget: credentials (STS) and the AMI (EC2) are asked again, BYOL comes from a cache,
-    and a name clash is what the import call itself reports. Raises ChecksInterrupted (retryable)
-    instead of returning a check that could not be made."""
+    call budget: credentials (STS) and the source (EC2, Image Builder) are asked again, BYOL comes
+    from a cache, and a name clash is what the import call itself reports. Raises
+    ChecksInterrupted (retryable) instead of returning a check that could not be made."""
+    if image_builder is None:
+        source_checks = _checks_on_ami(target, ami_id, identity, windows_version, attempts=1)
+    else:
+        source_checks = [
+            *_checks_on_source(target, image_builder, identity, windows_version, attempts=1),
+            _check_infrastructure(target, image_builder.infrastructure_configuration_arn, identity, attempts=1),
+        ]
     checks = [
         # One attempt each: the engine retries, with a budget, and its steps stay short.
         _check_credentials(target, identity, attempts=1),
         _byol_cached(target, identity, byol_cache_seconds),
-        *_checks_on_ami(target, ami_id, identity, windows_version, attempts=1),
+        *source_checks,
     ]
     interrupted = next((c for c in checks if c.retryable), None)
     if interrupted is not None:
@@ -741,6 +808,82 @@ def _checks_on_ami(
     if fits:
         passed += f" that boots with {_boot_mode_words(image)}, as Windows {windows_version} needs"
     return [Check("ami", title, PASS, passed + "."), *ami_property_checks(image, windows_version)]
+
+
+# --- the Image Builder path's source and infrastructure ------------------------------------------
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeImportImageTasks.html
+# https://docs.aws.amazon.com/imagebuilder/latest/APIReference/API_GetImage.html
+# https://docs.aws.amazon.com/imagebuilder/latest/APIReference/API_GetInfrastructureConfiguration.html
+
+
+def _checks_on_source(
+    target: Target, source: ImageBuilderSource, identity: str, windows_version: str, *, attempts: int = 4
+) -> list[Check]:
+    """The source of an Image Builder import, and the AMI behind it, which AWS checks as it does
+    for the classic import."""
+    if source.kind == rules.SOURCE_IMPORT_TASK:
+        check, ami_id = _check_import_task(target, source.value, identity, attempts=attempts)
+    elif source.kind == rules.SOURCE_IMAGE_VERSION:
+        check, ami_id = _check_image_version(target, source.value, identity, attempts=attempts)
+    else:
+        return _checks_on_ami(target, source.value, identity, windows_version, attempts=attempts)
+    if not ami_id:
+        return [check]
+    return [check, *_checks_on_ami(target, ami_id, identity, windows_version, attempts=attempts)]
+
+
+def _check_import_task(target: Target, task_id: str, identity: str, *, attempts: int) -> tuple[Check, str]:
+    title = "The VM import task has finished"
+    try:
+        with _explained():
+            ec2 = client(target, "ec2", identity=identity, attempts=attempts)
+            tasks = ec2.describe_import_image_tasks(ImportTaskIds=[task_id]).get("ImportImageTasks", [])
+    except AwsError as error:
+        if not error.code.startswith("InvalidConversionTaskId"):
+            return _failed_to_check("source", title, error), ""
+        tasks = []
+    if not tasks:
+        return Check("source", title, FAIL, f"{task_id} is not a VM import task in {target.region}."), ""
+    task = tasks[0]
+    status, ami_id = task.get("Status", ""), task.get("ImageId", "")
+    if status != "completed" or not ami_id:
+        detail = f" ({task['StatusMessage']})" if task.get("StatusMessage") else ""
+        message = f"{task_id} is {status or 'in an unknown state'}{detail}, not completed: wait for it to finish."
+        return Check("source", title, FAIL, message), ""
+    return Check("source", title, PASS, f"{task_id} completed and made {ami_id}."), ami_id
+
+
+def _check_image_version(target: Target, arn: str, identity: str, *, attempts: int) -> tuple[Check, str]:
+    title = "The Image Builder image version is available"
+    try:
+        with _explained():
+            builder = client(target, "imagebuilder", identity=identity, attempts=attempts)
+            image = builder.get_image(imageBuildVersionArn=arn).get("image", {})
+    except AwsError as error:
+        if isinstance(error, ResourceNotFound):
+            return Check("source", title, FAIL, f"{arn} does not exist in {target.region}."), ""
+        return _failed_to_check("source", title, error), ""
+    status = (image.get("state") or {}).get("status", "")
+    if status != "AVAILABLE":
+        return Check("source", title, FAIL, f"The image version is {status or 'not ready'}, not AVAILABLE."), ""
+    amis = [a for a in (image.get("outputResources") or {}).get("amis", []) if a.get("region") == target.region]
+    if not amis:
+        message = f"The image version made no AMI in {target.region}: distribute it to the target's region."
+        return Check("source", title, FAIL, message), ""
+    return Check("source", title, PASS, f"The image version is available as {amis[0]['image']}."), amis[0]["image"]
+
+
+def _check_infrastructure(target: Target, arn: str, identity: str, *, attempts: int = 4) -> Check:
+    title = "The Image Builder infrastructure configuration exists"
+    try:
+        with _explained():
+            builder = client(target, "imagebuilder", identity=identity, attempts=attempts)
+            builder.get_infrastructure_configuration(infrastructureConfigurationArn=arn)
+    except AwsError as error:
+        if isinstance(error, ResourceNotFound):
+            return Check("infrastructure", title, FAIL, f"{arn} does not exist in {target.region}.")
+        return _failed_to_check("infrastructure", title, error)
+    return Check("infrastructure", title, PASS, f"{arn.rpartition('/')[2]} exists in {target.region}.")
 
 
 def _ami_problem(image: dict[str, Any], target: Target) -> str:

@@ -121,6 +121,7 @@ def run_preflight_checks(request_id: int, version: int) -> ImportRequest | None:
         windows_version=request.windows_version,
         # The failed image of an earlier attempt holds the name until the import deletes it.
         replacing_image_id=request.stale_image_id,
+        image_builder=image_builder_source(request),
     )
     try:
         return workflow.record_preflight(
@@ -128,6 +129,17 @@ def run_preflight_checks(request_id: int, version: int) -> ImportRequest | None:
         )
     except workflow.Conflict:
         return None  # edited or decided meanwhile: these results are for a version nobody needs
+
+
+def image_builder_source(request: ImportRequest) -> aws.ImageBuilderSource | None:
+    """The Image Builder path's source and infrastructure, or None on the classic path."""
+    if not request.via_image_builder:
+        return None
+    return aws.ImageBuilderSource(
+        kind=request.source_kind,
+        value=request.source_value,
+        infrastructure_configuration_arn=request.infrastructure_configuration_arn,
+    )
 
 
 def preflight_interrupted(request: ImportRequest | None) -> bool:
@@ -265,6 +277,7 @@ def _checks_before_import(request: ImportRequest) -> list[dict[str, Any]] | None
         identity=request.reference,
         byol_cache_seconds=settings.PORTAL_BYOL_CACHE_SECONDS,
         windows_version=request.windows_version,
+        image_builder=image_builder_source(request),
     )
     records = [asdict(c) for c in checks]
     failed = [c for c in checks if c.outcome == aws.FAIL]
@@ -468,6 +481,10 @@ class PollReport:
     # Importing requests this pass did not reach (its time ran out, or AWS's rate was busy with
     # imports); the next pass starts with them.
     deferred: int = 0
+    # Image Builder imports whose progress was asked (one call each), and those left for a later
+    # pass because the account's rate had no free turn.
+    progress_calls: int = 0
+    progress_deferred: int = 0
 
     def add(self, other: "PollReport") -> None:
         for name, value in vars(other).items():
@@ -525,6 +542,33 @@ def _poll_target(target_id: int, report: PollReport, *, deadline: float) -> None
         ImportRequest.objects.filter(pk__in=[r.pk for r in batch]).update(polled_at=timezone.now())
         for request in batch:
             _apply_status(request, statuses.get(request.aws_image_id), report)
+    _refresh_progress(target, report, deadline=deadline)
+
+
+def _refresh_progress(target: AwsTarget, report: PollReport, *, deadline: float) -> None:
+    """Ask for the progress of the target's Image Builder imports still running, the longest
+    unasked first, one call each, only in free turns of the account's rate: with many in flight
+    each figure is simply older (the page says how old), never a call over the rate."""
+    running = ImportRequest.objects.filter(
+        target_id=target.pk, state=State.IMPORTING, import_path=rules.ImportPath.IMAGE_BUILDER
+    ).order_by(F("progress_checked_at").asc(nulls_first=True), "pk")
+    for request in running.only("pk", "aws_image_id", "target_id").iterator(chunk_size=100):
+        if time.monotonic() >= deadline:
+            report.progress_deferred += 1
+            continue
+        try:
+            progress = aws.import_progress(target, request.aws_image_id)
+        except aws.RateBusy:
+            report.progress_deferred += running.count() - report.progress_calls
+            return
+        except aws.AwsError as error:
+            report.errors += 1
+            logger.warning("could not read the progress of %s: %s", request.pk, error.as_record())
+            continue
+        report.progress_calls += 1
+        workflow.record_import_progress(
+            request_id=request.pk, stage=progress.stage, message=progress.message, progress=progress.progress
+        )
 
 
 def _apply_status(request: ImportRequest, status: aws.ImageStatus | None, report: PollReport) -> None:

@@ -15,6 +15,26 @@ from imports.models import AwsTarget, ImportRequest
 MSG_NAME_IN_USE = "Another open request for this target already uses this image name: choose a different image name."
 MSG_COMMENT_TOO_LONG = "Keep the comment under 2,000 characters."
 MSG_STALE_FORM = "This form was damaged or is out of date: reload the page and try again."
+MSG_REQUIRED_FOR_PATH = "Enter the {label}: the chosen way of importing needs it."
+
+# The fields only one import path has; the other path's are emptied when a request is saved.
+PATH_FIELDS: dict[str, list[str]] = {
+    rules.ImportPath.CLASSIC: ["ec2_image_id", "ingestion_process", "office"],
+    rules.ImportPath.IMAGE_BUILDER: [
+        "source_kind",
+        "ec2_import_task_id",
+        "image_build_version_arn",
+        "infrastructure_configuration_arn",
+        "compute_type",
+        "protocol",
+        "image_validation_mode",
+    ],
+}
+SOURCE_FIELDS = {
+    rules.SOURCE_AMI: "ec2_image_id",
+    rules.SOURCE_IMPORT_TASK: "ec2_import_task_id",
+    rules.SOURCE_IMAGE_VERSION: "image_build_version_arn",
+}
 
 
 def aws_text_rule(pattern: re.Pattern[str], max_length: int, message: str) -> Callable[[str], None]:
@@ -35,10 +55,49 @@ class ImportRequestForm(forms.ModelForm):
         help_text="The AWS account and region the image is imported into.",
         empty_label="Choose a target…",
     )
+    import_path = forms.ChoiceField(
+        label="How to import",
+        # Not required: a form posted without it (an older page) means the classic import.
+        required=False,
+        choices=rules.IMPORT_PATH_CHOICES,
+        initial=rules.ImportPath.CLASSIC.value,
+        widget=forms.RadioSelect,
+        help_text=(
+            "The classic import takes a licensed Windows AMI and an ingestion process (with optional Office). "
+            "The import through EC2 Image Builder also takes a VM import task or an Image Builder image version, "
+            "offers the newer GPU compute (G6, G7) and reports its progress stage by stage; it needs an Image "
+            "Builder infrastructure configuration in the target's account and region, and has no Office option."
+        ),
+    )
     ec2_image_id = forms.CharField(
         label="Source AMI",
+        required=False,
         validators=[aws_text_rule(rules.EC2_IMAGE_ID_RE, 21, rules.MSG_AMI_FORMAT)],
         help_text="The licensed Windows EC2 image (AMI) in the target account and region, e.g. ami-0123456789abcdef0.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    ec2_import_task_id = forms.CharField(
+        label="VM import task",
+        required=False,
+        validators=[aws_text_rule(rules.EC2_IMPORT_TASK_ID_RE, 28, rules.MSG_IMPORT_TASK_FORMAT)],
+        help_text="A completed EC2 VM import task of the licensed image, e.g. import-ami-0123456789abcdef0.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    image_build_version_arn = forms.CharField(
+        label="Image Builder image version",
+        required=False,
+        validators=[aws_text_rule(rules.IMAGE_BUILD_VERSION_ARN_RE, rules.ARN_MAX, rules.MSG_IMAGE_VERSION_FORMAT)],
+        help_text="The ARN of an available image version in the target's region.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    infrastructure_configuration_arn = forms.CharField(
+        label="Image Builder infrastructure configuration",
+        required=False,
+        validators=[
+            aws_text_rule(rules.INFRASTRUCTURE_CONFIGURATION_ARN_RE, rules.ARN_MAX, rules.MSG_INFRASTRUCTURE_FORMAT)
+        ],
+        help_text="The ARN of the infrastructure configuration Image Builder builds with, in the target's account "
+        "and region.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     image_name = forms.CharField(
@@ -61,10 +120,18 @@ class ImportRequestForm(forms.ModelForm):
         model = ImportRequest
         fields = [
             "target",
+            "import_path",
             "windows_version",
             "ec2_image_id",
             "ingestion_process",
             "office",
+            "source_kind",
+            "ec2_import_task_id",
+            "image_build_version_arn",
+            "infrastructure_configuration_arn",
+            "compute_type",
+            "protocol",
+            "image_validation_mode",
             "image_name",
             "image_description",
             "justification",
@@ -80,6 +147,10 @@ class ImportRequestForm(forms.ModelForm):
                 "Optional Microsoft Office subscription installed during the import. Microsoft ended support "
                 f"for Office 2016 and 2019 on {rules.OFFICE_END_OF_SUPPORT}."
             ),
+            "source_kind": "What Image Builder starts from.",
+            "compute_type": "The kind of bundle the image is for. G6 and G7 stream with DCV only.",
+            "protocol": "The streaming protocol. Windows 11 does not support PCoIP; BYOP needs an allow-listed target.",
+            "image_validation_mode": "Who validates the image for WorkSpaces: you, before the import, or AWS.",
         }
 
     def __init__(self, *args: Any, amis: dict[int, list[Any]] | None = None, **kwargs: Any) -> None:
@@ -92,6 +163,14 @@ class ImportRequestForm(forms.ModelForm):
             (p.value, f"{p.label} — {p.value}") for p in rules.INGESTION_PROCESSES.values()
         ]
         self.fields["windows_version"].choices = [("", "Choose a version…"), *rules.WINDOWS_CHOICES]
+        for name, choices in (
+            ("source_kind", rules.SOURCE_CHOICES),
+            ("compute_type", rules.COMPUTE_TYPE_CHOICES),
+            ("protocol", rules.PROTOCOL_CHOICES),
+        ):
+            self.fields[name].choices = [("", "Choose…"), *choices]
+        for name in PATH_FIELDS[rules.ImportPath.CLASSIC] + PATH_FIELDS[rules.ImportPath.IMAGE_BUILDER]:
+            self.fields[name].required = False
         self.fields["office"].choices = [
             (value, f"{label} (support ended {rules.OFFICE_END_OF_SUPPORT})" if value else label)
             for value, label in rules.OFFICE_CHOICES
@@ -100,8 +179,27 @@ class ImportRequestForm(forms.ModelForm):
         self.helper.form_tag = False
         self.helper.disable_csrf = True
         self.helper.layout = Layout(
-            Fieldset("Where from and where to", "target", "ec2_image_id", "windows_version"),
-            Fieldset("How to import", "ingestion_process", "office"),
+            Fieldset("Where to, and how", "target", "import_path", "windows_version"),
+            Fieldset(
+                "Classic import",
+                "ec2_image_id",
+                "ingestion_process",
+                "office",
+                css_id="path-classic",
+                data_path=rules.ImportPath.CLASSIC.value,
+            ),
+            Fieldset(
+                "Import through EC2 Image Builder",
+                "source_kind",
+                "ec2_import_task_id",
+                "image_build_version_arn",
+                "infrastructure_configuration_arn",
+                "compute_type",
+                "protocol",
+                "image_validation_mode",
+                css_id="path-image-builder",
+                data_path=rules.ImportPath.IMAGE_BUILDER.value,
+            ),
             Fieldset("The WorkSpaces image", "image_name", "image_description"),
             Fieldset("For the approver", Field("justification")),
         )
@@ -109,18 +207,61 @@ class ImportRequestForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         target = cleaned.get("target")
-        for violation in rules.combination_violations(
-            windows_version=cleaned.get("windows_version", ""),
-            ingestion_process=cleaned.get("ingestion_process", ""),
-            office=cleaned.get("office", ""),
-            byop_allowed=bool(target and target.byop_allowed),
-        ):
+        path = cleaned.get("import_path") or rules.ImportPath.CLASSIC.value
+        cleaned["import_path"] = path
+        other = rules.ImportPath.IMAGE_BUILDER if path == rules.ImportPath.CLASSIC else rules.ImportPath.CLASSIC
+        # Only the chosen path's fields are kept: the other path's, hidden on the page, are emptied,
+        # and whatever they held is no error.
+        for name in PATH_FIELDS[other]:
+            if name != "ec2_image_id":
+                cleaned[name] = ""
+                self.errors.pop(name, None)
+        if path == rules.ImportPath.CLASSIC:
+            self._require("ec2_image_id", "ingestion_process")
+            violations = rules.combination_violations(
+                windows_version=cleaned.get("windows_version", ""),
+                ingestion_process=cleaned.get("ingestion_process", ""),
+                office=cleaned.get("office", ""),
+                byop_allowed=bool(target and target.byop_allowed),
+            )
+        else:
+            self._clean_image_builder_source(cleaned)
+            self._require("infrastructure_configuration_arn", "compute_type", "protocol")
+            violations = rules.image_builder_violations(
+                windows_version=cleaned.get("windows_version", ""),
+                compute_type=cleaned.get("compute_type", ""),
+                protocol=cleaned.get("protocol", ""),
+                source_kind=cleaned.get("source_kind", ""),
+                source_value=cleaned.get("image_build_version_arn", ""),
+                infrastructure_configuration_arn=cleaned.get("infrastructure_configuration_arn", ""),
+                target_region=target.region if target else "",
+                target_account=target.account_id if target else "",
+                byop_allowed=bool(target and target.byop_allowed),
+            )
+        for violation in violations:
             if violation.field not in self.errors:
                 self.add_error(violation.field, violation.message)
         name = cleaned.get("image_name")
         if target and name and self._name_in_use(target, name):
             self.add_error("image_name", MSG_NAME_IN_USE)
         return cleaned
+
+    def _require(self, *names: str) -> None:
+        for name in names:
+            if not self.cleaned_data.get(name) and name not in self.errors:
+                self.add_error(name, MSG_REQUIRED_FOR_PATH.format(label=self.fields[name].label))
+
+    def _clean_image_builder_source(self, cleaned: dict[str, Any]) -> None:
+        """Exactly one source: the one chosen; the other two are emptied."""
+        kind = cleaned.get("source_kind", "")
+        self._require("source_kind")
+        chosen = SOURCE_FIELDS.get(kind)
+        for field_name in SOURCE_FIELDS.values():
+            if field_name != chosen:
+                cleaned[field_name] = ""
+                self.errors.pop(field_name, None)
+        if chosen:
+            self._require(chosen)
 
     def _name_in_use(self, target: AwsTarget, name: str) -> bool:
         live = ImportRequest.objects.filter(target=target, image_name=name).exclude(
@@ -215,3 +356,54 @@ class DecisionForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         error_messages={"max_length": MSG_COMMENT_TOO_LONG},
     )
+
+
+MSG_EXPORT_DATES_REVERSED = "The end date is before the start date: swap them, or leave one empty."
+MSG_EXPORT_DATE_RANGE = "Enter a date between 2000-01-01 and 9999-12-31."
+MSG_EXPORT_NO_SUCH_REQUEST = "No request has the reference {reference}: check it on the request's page."
+MSG_EXPORT_BAD_REFERENCE = "Enter a request reference such as IMP-000123, or leave it empty."
+EXPORT_REFERENCE_RE = re.compile(r"\s*(?:IMP-)?0*([0-9]{1,12})\s*", re.IGNORECASE)
+
+
+class AuditExportForm(forms.Form):
+    """What to export: everything, or the events of a date range, one target, one request."""
+
+    date_from = forms.DateField(
+        label="From",
+        required=False,
+        help_text="The first day, included (YYYY-MM-DD).",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": MSG_EXPORT_DATE_RANGE},
+    )
+    date_to = forms.DateField(
+        label="To",
+        required=False,
+        help_text="The last day, included.",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": MSG_EXPORT_DATE_RANGE},
+    )
+    target = forms.ModelChoiceField(
+        queryset=AwsTarget.objects.all(), required=False, label="AWS target", empty_label="Every target"
+    )
+    reference = forms.CharField(
+        label="Request", required=False, max_length=20, help_text="A reference such as IMP-000123."
+    )
+
+    def clean_reference(self) -> ImportRequest | None:
+        text = self.cleaned_data["reference"].strip()
+        if not text:
+            return None
+        match = EXPORT_REFERENCE_RE.fullmatch(text)
+        if not match:
+            raise ValidationError(MSG_EXPORT_BAD_REFERENCE, code="invalid")
+        request = ImportRequest.objects.filter(pk=int(match.group(1))).first()
+        if request is None:
+            raise ValidationError(MSG_EXPORT_NO_SUCH_REQUEST.format(reference=text), code="missing")
+        return request
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
+        if date_from and date_to and date_to < date_from:
+            self.add_error("date_to", MSG_EXPORT_DATES_REVERSED)
+        return cleaned

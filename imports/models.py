@@ -118,10 +118,37 @@ class ImportRequest(models.Model):
     # parameters that changed under them.
     version = models.PositiveIntegerField(default=1)
 
+    # Which AWS call imports the image: ImportWorkspaceImage (classic) or ImportCustomWorkspaceImage.
+    import_path = models.CharField(
+        max_length=16,
+        choices=rules.IMPORT_PATH_CHOICES,
+        default=rules.ImportPath.CLASSIC,
+        db_default=rules.ImportPath.CLASSIC.value,
+    )
     windows_version = models.CharField(max_length=2, choices=rules.WINDOWS_CHOICES)
-    ec2_image_id = models.CharField("source AMI", max_length=21)
+    # The classic path's source, and the Image Builder path's when its source is an AMI.
+    ec2_image_id = models.CharField("source AMI", max_length=21, blank=True)
+    # The classic path only.
     ingestion_process = models.CharField(
-        max_length=32, choices=[(p.value, p.label) for p in rules.INGESTION_PROCESSES.values()]
+        max_length=32, choices=[(p.value, p.label) for p in rules.INGESTION_PROCESSES.values()], blank=True
+    )
+    # The Image Builder path only (empty on classic requests).
+    source_kind = models.CharField(
+        "source", max_length=16, choices=rules.SOURCE_CHOICES, blank=True, default="", db_default=""
+    )
+    ec2_import_task_id = models.CharField("VM import task", max_length=28, blank=True, default="", db_default="")
+    image_build_version_arn = models.CharField(
+        "Image Builder image version", max_length=rules.ARN_MAX, blank=True, default="", db_default=""
+    )
+    infrastructure_configuration_arn = models.CharField(
+        "Image Builder infrastructure configuration", max_length=rules.ARN_MAX, blank=True, default="", db_default=""
+    )
+    compute_type = models.CharField(
+        max_length=16, choices=rules.COMPUTE_TYPE_CHOICES, blank=True, default="", db_default=""
+    )
+    protocol = models.CharField(max_length=8, choices=rules.PROTOCOL_CHOICES, blank=True, default="", db_default="")
+    image_validation_mode = models.CharField(
+        "image validation", max_length=20, choices=rules.VALIDATION_MODE_CHOICES, blank=True, default="", db_default=""
     )
     image_name = models.CharField(max_length=rules.IMAGE_NAME_MAX)
     image_description = models.CharField(max_length=rules.IMAGE_DESCRIPTION_MAX)
@@ -165,6 +192,16 @@ class ImportRequest(models.Model):
     polled_at = models.DateTimeField(null=True, blank=True)
     import_started_at = models.DateTimeField(null=True, blank=True)
     stalled_at = models.DateTimeField(null=True, blank=True)
+    # The Image Builder path's progress, as DescribeCustomWorkspaceImageImport last told it:
+    # the stage, its message, the percentage, when AWS was asked, and each stage seen
+    # ([{"stage", "at", "progress"}], oldest first).
+    import_stage = models.CharField(max_length=32, blank=True, default="", db_default="")
+    import_stage_message = models.CharField(max_length=1000, blank=True, default="", db_default="")
+    import_progress = models.PositiveSmallIntegerField(null=True, blank=True)
+    progress_checked_at = models.DateTimeField(null=True, blank=True)
+    import_stages = models.JSONField(
+        default=list, blank=True, db_default=models.Value([], output_field=models.JSONField())
+    )
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -197,8 +234,34 @@ class ImportRequest(models.Model):
         return format_reference(self.pk)
 
     @property
-    def process(self) -> rules.IngestionProcess:
-        return rules.INGESTION_PROCESSES[self.ingestion_process]
+    def process(self) -> rules.IngestionProcess | None:
+        return rules.INGESTION_PROCESSES.get(self.ingestion_process)
+
+    @property
+    def via_image_builder(self) -> bool:
+        return self.import_path == rules.ImportPath.IMAGE_BUILDER
+
+    @property
+    def stage_label(self) -> str:
+        return rules.stage_label(self.import_stage) if self.import_stage else ""
+
+    @property
+    def stage_history(self) -> list[dict[str, Any]]:
+        """The stages seen, each with its plain words and when it was first seen."""
+        return [
+            {**entry, "label": rules.stage_label(entry.get("stage", "")), "at": datetime.fromisoformat(entry["at"])}
+            for entry in self.import_stages
+            if entry.get("at")
+        ]
+
+    @property
+    def source_value(self) -> str:
+        """What the image is imported from: the AMI, the VM import task or the image version."""
+        if not self.via_image_builder or self.source_kind == rules.SOURCE_AMI:
+            return self.ec2_image_id
+        if self.source_kind == rules.SOURCE_IMPORT_TASK:
+            return self.ec2_import_task_id
+        return self.image_build_version_arn
 
     @property
     def preflight_is_current(self) -> bool:
@@ -218,7 +281,10 @@ class ImportRequest(models.Model):
         return rules.warnings_for(ingestion_process=self.ingestion_process, office=self.office)
 
     def aws_parameters(self) -> dict[str, Any]:
-        """The ImportWorkspaceImage parameters this request asks for, before the portal's own tags."""
+        """The parameters of the import call this request asks for (ImportWorkspaceImage, or
+        ImportCustomWorkspaceImage on the Image Builder path), before the portal's own tags."""
+        if self.via_image_builder:
+            return self._image_builder_parameters()
         params: dict[str, Any] = {
             "Ec2ImageId": self.ec2_image_id,
             "IngestionProcess": self.ingestion_process,
@@ -229,6 +295,28 @@ class ImportRequest(models.Model):
             params["Tags"] = [{"Key": t["Key"], "Value": t["Value"]} for t in self.tags]
         if self.office:
             params["Applications"] = [self.office]
+        return params
+
+    def _image_builder_parameters(self) -> dict[str, Any]:
+        source_member = {
+            rules.SOURCE_AMI: "Ec2ImageId",
+            rules.SOURCE_IMPORT_TASK: "Ec2ImportTaskId",
+            rules.SOURCE_IMAGE_VERSION: "ImageBuildVersionArn",
+        }[self.source_kind]
+        params: dict[str, Any] = {
+            "ImageName": self.image_name,
+            "ImageDescription": self.image_description,
+            "ComputeType": self.compute_type,
+            "Protocol": self.protocol,
+            "ImageSource": {source_member: self.source_value},
+            "InfrastructureConfigurationArn": self.infrastructure_configuration_arn,
+            "Platform": "WINDOWS",
+            "OsVersion": f"Windows_{self.windows_version}",
+        }
+        if self.tags:
+            params["Tags"] = [{"Key": t["Key"], "Value": t["Value"]} for t in self.tags]
+        if self.image_validation_mode:
+            params["ImageValidationMode"] = self.image_validation_mode
         return params
 
 
@@ -398,3 +486,43 @@ class AccountRateLimit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}: {self.tokens:.2f} tokens"
+
+
+class AuditExport(models.Model):
+    """One CSV of the request history, built by a worker into a file under PORTAL_EXPORT_DIR
+    (imports.exports): who asked, which events, and how far the build got."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Being written"
+        DONE = "done", "Ready"
+        FAILED = "failed", "Failed"
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # The filters; all empty: the whole history.
+    date_from = models.DateField(null=True, blank=True)
+    date_to = models.DateField(null=True, blank=True)
+    target = models.ForeignKey(AwsTarget, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    request = models.ForeignKey(ImportRequest, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    rows = models.PositiveBigIntegerField(default=0)
+    # The request chain's head when the build started: the file covers events up to it.
+    head_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    head_hash = models.CharField(max_length=64, blank=True)
+    # The file's name inside PORTAL_EXPORT_DIR, once it is complete.
+    file_name = models.CharField(max_length=100, blank=True)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["requested_by", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"audit export #{self.pk} ({self.state})"
+
+    @property
+    def is_filtered(self) -> bool:
+        return bool(self.date_from or self.date_to or self.target_id or self.request_id)

@@ -199,3 +199,140 @@ def warnings_for(*, ingestion_process: str, office: str = "") -> list[str]:
     if process is not None and process.g4dn and office == OFFICE_2016:
         warnings.append(MSG_G4DN_OFFICE_2016)
     return warnings
+
+
+# --- the Image Builder path: ImportCustomWorkspaceImage -----------------------------------------
+# https://docs.aws.amazon.com/workspaces/latest/api/API_ImportCustomWorkspaceImage.html and the
+# operation's shapes in botocore's service model (patterns copied below).
+
+
+class ImportPath(StrEnum):
+    CLASSIC = "classic"
+    IMAGE_BUILDER = "image_builder"
+
+
+IMPORT_PATH_CHOICES = [
+    (ImportPath.CLASSIC.value, "Classic import (ImportWorkspaceImage)"),
+    (ImportPath.IMAGE_BUILDER.value, "Through EC2 Image Builder (ImportCustomWorkspaceImage)"),
+]
+COMPUTE_TYPE_CHOICES = [
+    ("BASE", "Base (no GPU)"),
+    ("GRAPHICS_G4DN", "Graphics.g4dn (GPU)"),
+    ("GRAPHICS_G6", "Graphics.g6 (GPU)"),
+    ("GRAPHICS_G7", "Graphics.g7 (GPU)"),
+]
+PROTOCOL_CHOICES = [("DCV", "DCV (formerly WSP)"), ("PCOIP", "PCoIP"), ("BYOP", "Bring your own protocol (BYOP)")]
+SOURCE_AMI, SOURCE_IMPORT_TASK, SOURCE_IMAGE_VERSION = "ami", "import_task", "image_version"
+SOURCE_CHOICES = [
+    (SOURCE_AMI, "An AMI (Ec2ImageId)"),
+    (SOURCE_IMPORT_TASK, "A completed VM import task (Ec2ImportTaskId)"),
+    (SOURCE_IMAGE_VERSION, "An EC2 Image Builder image version (ImageBuildVersionArn)"),
+]
+VALIDATION_MODE_CHOICES = [
+    ("", "AWS's default"),
+    ("CUSTOMER_MANAGED", "Customer managed: you validated the image"),
+    ("SERVICE_MANAGED", "Service managed: AWS validates the image"),
+]
+# G6 and G7 compute streams with DCV only, as their WorkSpaces bundles do; the portal's rule,
+# from AWS's announcements of these bundles (not stated on the API reference page).
+DCV_ONLY_COMPUTE = ("GRAPHICS_G6", "GRAPHICS_G7")
+
+EC2_IMPORT_TASK_ID_RE = re.compile(r"^import-ami\-([a-zA-Z0-9]{8}|[a-zA-Z0-9]{17})$")
+IMAGE_BUILD_VERSION_ARN_RE = re.compile(
+    r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws(?:-[a-z-]+)?):image/[a-z0-9-_]+/"
+    r"(?:(?:([0-9]+|x)\.([0-9]+|x)\.([0-9]+|x))|(?:[0-9]+\.[0-9]+\.[0-9]+/[0-9]+))$"
+)
+INFRASTRUCTURE_CONFIGURATION_ARN_RE = re.compile(
+    r"^arn:aws[^:]*:imagebuilder:[^:]+:(?:[0-9]{12}|aws):infrastructure-configuration/[a-z0-9-_]+$"
+)
+ARN_MAX = 2048
+
+MSG_IMPORT_TASK_FORMAT = "Enter a VM import task id like import-ami-0123456789abcdef0."
+MSG_IMAGE_VERSION_FORMAT = (
+    "Enter an Image Builder image version ARN like "
+    "arn:aws:imagebuilder:eu-west-1:123456789012:image/byol-windows-11/1.0.0/1."
+)
+MSG_INFRASTRUCTURE_FORMAT = (
+    "Enter an Image Builder infrastructure configuration ARN like "
+    "arn:aws:imagebuilder:eu-west-1:123456789012:infrastructure-configuration/byol-import."
+)
+MSG_SOURCE_REQUIRED = "Enter the {source} to import from."
+MSG_WIN11_NO_PCOIP_PROTOCOL = "Windows 11 does not support PCoIP: choose DCV or BYOP."
+MSG_BYOP_PROTOCOL_NOT_ALLOWED = (
+    "This AWS target is not allow-listed for bring-your-own-protocol (WorkSpaces Core): choose DCV or PCoIP, "
+    "or ask an admin to enable BYOP for the target."
+)
+MSG_DCV_ONLY_COMPUTE = "{compute} streams with DCV only: choose DCV, or another compute type."
+MSG_ARN_ELSEWHERE = (
+    "This {what} is in {region}, account {account}; the target is {target_region}, account {target_account}: "
+    "use one in the target's region and account."
+)
+MSG_VERSION_ELSEWHERE = "This image version is in {region}; the target is in {target_region}: use one in its region."
+
+
+def arn_region_and_account(arn: str) -> tuple[str, str]:
+    parts = arn.split(":", 5)
+    return (parts[3], parts[4]) if len(parts) == 6 else ("", "")
+
+
+def image_builder_violations(
+    *,
+    windows_version: str,
+    compute_type: str,
+    protocol: str,
+    source_kind: str,
+    source_value: str,
+    infrastructure_configuration_arn: str,
+    target_region: str,
+    target_account: str,
+    byop_allowed: bool,
+) -> list[Violation]:
+    """Cross-field rules of the Image Builder path, one message per field."""
+    violations = []
+    if protocol == "PCOIP" and windows_version == "11":
+        violations.append(Violation("protocol", MSG_WIN11_NO_PCOIP_PROTOCOL))
+    elif protocol == "BYOP" and not byop_allowed:
+        violations.append(Violation("protocol", MSG_BYOP_PROTOCOL_NOT_ALLOWED))
+    elif compute_type in DCV_ONLY_COMPUTE and protocol and protocol != "DCV":
+        compute = dict(COMPUTE_TYPE_CHOICES)[compute_type]
+        violations.append(Violation("protocol", MSG_DCV_ONLY_COMPUTE.format(compute=compute)))
+    if infrastructure_configuration_arn and target_region:
+        region, account = arn_region_and_account(infrastructure_configuration_arn)
+        if (region, account) != (target_region, target_account):
+            message = MSG_ARN_ELSEWHERE.format(
+                what="infrastructure configuration",
+                region=region,
+                account=account,
+                target_region=target_region,
+                target_account=target_account,
+            )
+            violations.append(Violation("infrastructure_configuration_arn", message))
+    if source_kind == SOURCE_IMAGE_VERSION and source_value and target_region:
+        region, _ = arn_region_and_account(source_value)
+        if region != target_region:
+            message = MSG_VERSION_ELSEWHERE.format(region=region, target_region=target_region)
+            violations.append(Violation("image_build_version_arn", message))
+    return violations
+
+
+# DescribeCustomWorkspaceImageImport's stages, in plain words, in the order an import passes them.
+IMPORT_STAGES = {
+    "PENDING": "Waiting to start",
+    "IN_PROGRESS": "Started",
+    "PROCESSING_SOURCE_IMAGE": "Processing the source image",
+    "IMAGE_TESTING_START": "Starting the image tests",
+    "UPDATING_OPERATING_SYSTEM": "Updating Windows",
+    "IMAGE_COMPATIBILITY_CHECKING": "Checking compatibility with WorkSpaces",
+    "IMAGE_TESTING_GENERALIZATION": "Testing generalization (Sysprep)",
+    "CREATING_TEST_INSTANCE": "Creating a test instance",
+    "INSTALLING_COMPONENTS": "Installing the WorkSpaces components",
+    "GENERALIZING": "Generalizing the image",
+    "VALIDATING": "Validating the image",
+    "PUBLISHING": "Publishing the WorkSpaces image",
+    "COMPLETED": "Completed",
+    "ERROR": "Failed",
+}
+
+
+def stage_label(stage: str) -> str:
+    return IMPORT_STAGES.get(stage, stage.replace("_", " ").capitalize())

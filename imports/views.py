@@ -274,6 +274,18 @@ def request_status(request: HttpRequest, pk: int) -> JsonResponse:
             "events": import_request.events.count(),
             # A wait for a turn at AWS's rate writes no event: the page follows its due time too.
             "next_attempt_at": import_request.next_attempt_at.isoformat() if import_request.next_attempt_at else None,
+            # The Image Builder path's progress, which the page moves in place, without reloading.
+            "progress": {
+                "stage": import_request.import_stage,
+                "label": import_request.stage_label,
+                "message": import_request.import_stage_message,
+                "percent": import_request.import_progress,
+                "checked_at": (
+                    import_request.progress_checked_at.isoformat() if import_request.progress_checked_at else None
+                ),
+            }
+            if import_request.via_image_builder
+            else None,
         }
     )
 

@@ -24,9 +24,17 @@ State = ImportRequest.State
 
 EDITABLE_FIELDS = (
     "target",
+    "import_path",
     "windows_version",
     "ec2_image_id",
     "ingestion_process",
+    "source_kind",
+    "ec2_import_task_id",
+    "image_build_version_arn",
+    "infrastructure_configuration_arn",
+    "compute_type",
+    "protocol",
+    "image_validation_mode",
     "image_name",
     "image_description",
     "tags",
@@ -692,3 +700,31 @@ def record_image_stalled(*, request_id: int, running_for_hours: float) -> Import
         data={"running_for_hours": round(running_for_hours, 1)},
         after_commit=notifications.import_stalled,
     )
+
+
+def record_import_progress(*, request_id: int, stage: str, message: str, progress: int | None) -> bool:
+    """Note the Image Builder import's progress as AWS last reported it, and the stage in the
+    stage history when it changed. Progress is AWS's report, not a change of the request: no
+    audit event (the import's start and end have theirs). False: the request is no longer
+    importing."""
+    now = timezone.now()
+    with transaction.atomic():
+        request = (
+            ImportRequest.objects.select_for_update()
+            .filter(pk=request_id, state=State.IMPORTING)
+            .only("import_stage", "import_stages")
+            .first()
+        )
+        if request is None:
+            return False
+        stages = list(request.import_stages)
+        if stage and stage != request.import_stage:
+            stages.append({"stage": stage, "at": now.isoformat(), "progress": progress})
+        ImportRequest.objects.filter(pk=request_id).update(
+            import_stage=stage,
+            import_stage_message=message[:1000],
+            import_progress=progress,
+            progress_checked_at=now,
+            import_stages=stages,
+        )
+    return True

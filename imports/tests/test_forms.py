@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from imports import rules
-from imports.forms import MSG_NAME_IN_USE, ImportRequestForm, tag_formset
+from imports.forms import MSG_NAME_IN_USE, MSG_REQUIRED_FOR_PATH, ImportRequestForm, tag_formset
 from imports.models import AwsTarget, ImportRequest, RequestEvent
 from imports.tests.conftest import form_data
 
@@ -108,6 +108,15 @@ def test_the_default_form_data_is_valid_and_cleaned_as_typed(target: AwsTarget) 
         "image_name": "win10-finance-2026",
         "image_description": "Windows 10 22H2 for the finance team",
         "justification": "Finance needs the new accounting add-in.",
+        # Posted without a path (an older page): the classic import, the other path's fields empty.
+        "import_path": "classic",
+        "source_kind": "",
+        "ec2_import_task_id": "",
+        "image_build_version_arn": "",
+        "infrastructure_configuration_arn": "",
+        "compute_type": "",
+        "protocol": "",
+        "image_validation_mode": "",
     }
 
 
@@ -191,7 +200,13 @@ def test_a_missing_required_field_is_refused_on_that_field(target: AwsTarget, fi
 
     form = ImportRequestForm(data)
 
-    assert form.errors[field] == [REQUIRED]
+    # The classic path's own fields say which way of importing needs them.
+    expected = (
+        MSG_REQUIRED_FOR_PATH.format(label=form.fields[field].label)
+        if field in ("ec2_image_id", "ingestion_process")
+        else REQUIRED
+    )
+    assert form.errors[field] == [expected]
     assert set(form.errors) == {field}
 
 
@@ -557,6 +572,11 @@ def test_a_post_with_errors_shows_each_message_next_to_its_field_and_keeps_what_
         "id_windows_version": "11",
         "id_ingestion_process": "BYOL_REGULAR",
         "id_office": rules.OFFICE_2019,
+        # The Image Builder path's selects, left at their first choice.
+        "id_source_kind": "",
+        "id_compute_type": "",
+        "id_protocol": "",
+        "id_image_validation_mode": "",
     }
     assert page.attrs["id_ec2_image_id"]["value"] == "ami-0123456789abcdef0"
     assert page.attrs["id_image_name"]["value"] == "win11-finance-2026"

@@ -20,10 +20,38 @@
           window.location.reload();
           return;
         }
+        if (status && status.progress) showProgress(status.progress);
         delay = Math.min(delay * 1.2, 15000);
         window.setTimeout(check, delay);
       })
       .catch(function () { window.setTimeout(check, 15000); });
+  }
+  // The Image Builder import's stage and percentage move in place; a new stage also joins the
+  // stage history. The page shows the percentage as text too, for screen readers.
+  function showProgress(progress) {
+    const card = document.getElementById("import-progress");
+    if (!card) {
+      if (progress.stage) window.location.reload();
+      return;
+    }
+    const setText = function (id, text) {
+      const element = document.getElementById(id);
+      if (element && text !== null && text !== undefined) element.textContent = String(text);
+    };
+    if (progress.stage !== card.dataset.stage) {
+      window.location.reload();
+      return;
+    }
+    setText("progress-stage", progress.label);
+    setText("progress-message", progress.message);
+    const bar = document.getElementById("progress-bar");
+    if (bar && progress.percent !== null) {
+      bar.value = progress.percent;
+      bar.textContent = progress.percent + "%";
+      setText("progress-percent", progress.percent);
+      card.dataset.progress = String(progress.percent);
+    }
+    delay = 3000;
   }
   window.setTimeout(check, delay);
 })();
