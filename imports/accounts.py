@@ -7,6 +7,7 @@ no self-service password reset: its URLs do not exist.
 
 from typing import Any
 
+from axes.helpers import get_client_username
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.backends import ModelBackend
@@ -18,6 +19,18 @@ from mozilla_django_oidc.views import OIDCAuthenticationRequestView, OIDCLogoutV
 from imports.oidc import PortalCallbackView
 
 MSG_LOCAL_LOG_IN_OFF = "Password log-in is switched off: sign in with {provider}."
+
+
+def lockout_parameters(request_or_attempt: HttpRequest | Any, credentials: dict[str, Any] | None = None) -> list[str]:
+    """What django-axes counts failed log-ins by (AXES_LOCKOUT_PARAMETERS): the user name and,
+    separately, the address. A single sign-on names no user to axes: counted under "no user
+    name", its failures would add up across everyone and lock every single sign-on at once, so
+    it counts per address only. https://django-axes.readthedocs.io/en/latest/4_configuration.html"""
+    if isinstance(request_or_attempt, HttpRequest):
+        username = get_client_username(request_or_attempt, credentials)
+    else:  # an AccessAttempt axes already recorded
+        username = request_or_attempt.username
+    return ["username", "ip_address"] if username else ["ip_address"]
 
 
 class PasswordBackend(ModelBackend):

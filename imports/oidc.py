@@ -7,7 +7,7 @@ this module decides who that is in the portal. https://mozilla-django-oidc.readt
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -16,6 +16,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
 from django.urls import reverse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
@@ -132,7 +133,7 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):
             claims, groups_claim=settings.PORTAL_OIDC_GROUPS_CLAIM, role_groups=settings.PORTAL_OIDC_ROLE_GROUPS
         )
 
-    def _refuse(self, message: str, reason: str) -> None:
+    def _refuse(self, message: str, reason: str) -> NoReturn:
         logger.warning("Single sign-on refused: %s", reason)
         setattr(self.request, _REFUSAL, message)
         raise SignInRefused(reason)
@@ -140,6 +141,10 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):
 
 class PortalCallbackView(OIDCAuthenticationCallbackView):
     """Where the IdP sends people back; a refused or failed sign-in says why on the log-in page."""
+
+    @property
+    def failure_url(self) -> str:
+        return resolve_url(settings.LOGIN_URL)
 
     def login_failure(self) -> HttpResponse:
         messages.error(self.request, getattr(self.request, _REFUSAL, MSG_SIGN_IN_FAILED))
@@ -153,7 +158,7 @@ def provider_logout_url(request: HttpRequest) -> str:
     https://openid.net/specs/openid-connect-rpinitiated-1_0.html"""
     id_token = request.session.get("oidc_id_token")
     if not id_token:
-        return reverse(settings.LOGOUT_REDIRECT_URL)
+        return resolve_url(settings.LOGOUT_REDIRECT_URL)
     query = urlencode(
         {
             "id_token_hint": id_token,

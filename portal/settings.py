@@ -198,7 +198,9 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "imports.accounts.PasswordBackend"]
 AXES_FAILURE_LIMIT = env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("PORTAL_LOGIN_LOCKOUT_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Per user name and per address; a single sign-on names no user to axes, so it counts per
+# address only (imports.accounts.lockout_parameters).
+AXES_LOCKOUT_PARAMETERS = "imports.accounts.lockout_parameters"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # A session ends after PORTAL_SESSION_IDLE_MINUTES without a click, and PORTAL_SESSION_MAX_HOURS
@@ -240,7 +242,12 @@ if PORTAL_OIDC_ENABLED:
             "Requesters=byol-requesters;Approvers=byol-approvers;Auditors=byol-auditors."
         )
     OIDC_RP_CLIENT_ID = env_required("PORTAL_OIDC_CLIENT_ID", "PORTAL_OIDC_ENABLED is on")
-    OIDC_RP_CLIENT_SECRET = env_required("PORTAL_OIDC_CLIENT_SECRET", "PORTAL_OIDC_ENABLED is on")
+    # From the variable, or from the file PORTAL_OIDC_CLIENT_SECRET_FILE names (a Docker secret).
+    OIDC_RP_CLIENT_SECRET = env_secret("PORTAL_OIDC_CLIENT_SECRET")
+    if not OIDC_RP_CLIENT_SECRET:
+        raise ImproperlyConfigured(
+            "PORTAL_OIDC_CLIENT_SECRET (or PORTAL_OIDC_CLIENT_SECRET_FILE) must be set when PORTAL_OIDC_ENABLED is on."
+        )
     # Plain http only for an IdP on a development machine.
     OIDC_OP_AUTHORIZATION_ENDPOINT = env_endpoint("PORTAL_OIDC_AUTHORIZATION_ENDPOINT", required=True, allow_http=DEBUG)
     OIDC_OP_TOKEN_ENDPOINT = env_endpoint("PORTAL_OIDC_TOKEN_ENDPOINT", required=True, allow_http=DEBUG)
@@ -254,7 +261,6 @@ if PORTAL_OIDC_ENABLED:
     OIDC_RP_SCOPES = os.environ.get("PORTAL_OIDC_SCOPES", "").strip() or "openid email profile"
     OIDC_USE_PKCE = True
     OIDC_TIMEOUT = 10
-    LOGIN_REDIRECT_URL_FAILURE = "login"
     # The axes backend stays first: a locked-out address cannot sign in through the IdP either.
     AUTHENTICATION_BACKENDS.insert(1, "imports.oidc.PortalOIDCBackend")
     if PORTAL_OIDC_END_SESSION_ENDPOINT:

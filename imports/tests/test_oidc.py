@@ -175,6 +175,10 @@ def test_a_complete_single_sign_on_configuration_starts(tmp_path: Any) -> None:
         ({"PORTAL_OIDC_ROLE_GROUPS": ""}, "PORTAL_OIDC_ROLE_GROUPS must map the IdP's groups to roles"),
         ({"PORTAL_OIDC_ROLE_GROUPS": "Admin=x"}, "PORTAL_OIDC_ROLE_GROUPS: there is no role 'Admin'"),
         ({"PORTAL_OIDC_CLIENT_ID": ""}, "PORTAL_OIDC_CLIENT_ID must be set when PORTAL_OIDC_ENABLED is on"),
+        (
+            {"PORTAL_OIDC_CLIENT_SECRET": ""},
+            "PORTAL_OIDC_CLIENT_SECRET (or PORTAL_OIDC_CLIENT_SECRET_FILE) must be set",
+        ),
         ({"PORTAL_OIDC_JWKS_ENDPOINT": ""}, "PORTAL_OIDC_JWKS_ENDPOINT must be set when PORTAL_OIDC_ENABLED is on"),
         ({"PORTAL_OIDC_TOKEN_ENDPOINT": "idp.example.com/token"}, "PORTAL_OIDC_TOKEN_ENDPOINT must be an https://"),
         ({"PORTAL_OIDC_ENABLED": "false", "PORTAL_PASSWORD_LOGIN": "false"}, "leaves no way to sign in"),
@@ -188,6 +192,23 @@ def test_a_bad_single_sign_on_configuration_stops_the_start_with_what_is_wrong(
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
+
+
+def test_the_client_secret_can_come_from_a_file(tmp_path: Any) -> None:
+    secret_file = tmp_path / "client-secret"
+    secret_file.write_text("from-a-docker-secret\n")
+    env = {**START_UP_SSO_ENV, "PORTAL_OIDC_CLIENT_SECRET": "", "PORTAL_OIDC_CLIENT_SECRET_FILE": str(secret_file)}
+
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.OIDC_RP_CLIENT_SECRET)",
+        env=env,
+        tmp_path=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "from-a-docker-secret"
 
 
 def test_a_plain_http_idp_is_refused_when_debug_is_off(tmp_path: Any) -> None:
@@ -304,6 +325,13 @@ def test_signing_in_goes_to_the_idp_with_pkce_and_a_state(sso: None, client: Cli
     assert query["redirect_uri"] == ["http://testserver/oidc/callback/"]
     assert query["code_challenge_method"] == ["S256"]
     assert query["state"][0] in client.session["oidc_states"]
+
+
+def test_an_idp_that_says_no_sends_the_person_back_to_the_log_in_page_with_why(sso: None, client: Client) -> None:
+    response = client.get(reverse("oidc_authentication_callback"), {"error": "access_denied"}, follow=True)
+
+    assert response.redirect_chain == [(reverse("login"), 302)]
+    assert oidc.MSG_SIGN_IN_FAILED in response.content.decode()
 
 
 def test_with_password_log_in_off_the_log_in_page_has_no_password_form(sso_only: None, client: Client) -> None:
@@ -444,3 +472,38 @@ def test_a_break_glass_password_session_is_never_sent_to_the_idp(
     response = client.get(reverse("dashboard"))
 
     assert response.status_code == 200
+
+
+@pytest.fixture
+def idp_answers(sso: None, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The IdP's answers at the network boundary, for sign-ins through the real callback view:
+    whatever code the browser brings, the token endpoint answers, and the ID token says `claims`."""
+    claims: dict[str, Any] = {}
+    monkeypatch.setattr(
+        oidc.PortalOIDCBackend, "get_token", lambda self, payload: {"id_token": "t", "access_token": "a"}
+    )
+    monkeypatch.setattr(oidc.PortalOIDCBackend, "verify_token", lambda self, token, **kwargs: dict(claims))
+    return claims
+
+
+def sign_in_through_the_callback(address: str) -> Client:
+    client = Client(REMOTE_ADDR=address)
+    started = client.get(reverse("oidc_authentication_init"))
+    state = parse_qs(urlsplit(started["Location"]).query)["state"][0]
+    client.get(reverse("oidc_authentication_callback"), {"code": "the-code", "state": state})
+    return client
+
+
+def test_refused_single_sign_ons_lock_their_address_and_nobody_else(idp_answers: dict[str, Any], settings: Any) -> None:
+    settings.AXES_FAILURE_LIMIT = 3
+    idp_answers.update(preferred_username="olga", groups=["everyone"])
+    for n in range(3):
+        sign_in_through_the_callback(f"203.0.113.{n}")
+        sign_in_through_the_callback("203.0.113.50")
+
+    idp_answers.update(preferred_username="carol", groups=["byol-requesters"])
+    elsewhere = sign_in_through_the_callback("198.51.100.9")
+    locked = sign_in_through_the_callback("203.0.113.50")
+
+    assert elsewhere.session["_auth_user_id"] == str(get_user_model().objects.get(username="carol").pk)
+    assert "_auth_user_id" not in locked.session
