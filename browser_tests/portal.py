@@ -132,9 +132,12 @@ def _stop(honcho: subprocess.Popen, log: Path) -> None:
 
 
 @contextmanager
-def running_portal(var_dir: Path, log: Path) -> Iterator[Portal]:
-    web_port, sandbox_port = free_port(), free_port()
-    env = portal_environment(var_dir, web_port=web_port, sandbox_port=sandbox_port)
+def running_portal(
+    var_dir: Path, log: Path, *, web_port: int | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[Portal]:
+    """The portal as `make run` starts it; `extra_env` adds or overrides variables (single sign-on)."""
+    web_port, sandbox_port = web_port or free_port(), free_port()
+    env = portal_environment(var_dir, web_port=web_port, sandbox_port=sandbox_port) | (extra_env or {})
     portal = Portal(
         url=f"http://127.0.0.1:{web_port}",
         sandbox_url=f"http://127.0.0.1:{sandbox_port}",
