@@ -39,8 +39,17 @@
       if (element && text !== null && text !== undefined) element.textContent = String(text);
     };
     if (progress.stage !== card.dataset.stage) {
-      window.location.reload();
-      return;
+      // A new stage joins the history, in place.
+      card.dataset.stage = progress.stage;
+      const history = document.querySelector("#stage-history ol");
+      if (history) {
+        const entry = document.createElement("li");
+        entry.textContent = progress.label + ", from " + new Date().toLocaleTimeString() +
+          (progress.percent !== null ? " (" + progress.percent + "%)" : "");
+        history.appendChild(entry);
+        const summary = document.querySelector("#stage-history summary");
+        if (summary) summary.textContent = "Stages so far (" + history.children.length + ")";
+      }
     }
     setText("progress-stage", progress.label);
     setText("progress-message", progress.message);
