@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 
+import requests
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import Group
@@ -145,6 +146,16 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):
     @property
     def failure_url(self) -> str:
         return resolve_url(settings.LOGIN_URL)
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        # mozilla-django-oidc lets these through as a 400 or a 500: a state this browser did not
+        # start (a reloaded or replayed callback), a code the IdP no longer takes, an ID token
+        # that fails its checks, an IdP that does not answer. Each is a failed sign-in.
+        try:
+            return super().get(request)
+        except (SuspiciousOperation, requests.RequestException) as exc:
+            logger.warning("Single sign-on failed at the callback: %s", exc)
+            return self.login_failure()
 
     def login_failure(self) -> HttpResponse:
         messages.error(self.request, getattr(self.request, _REFUSAL, MSG_SIGN_IN_FAILED))

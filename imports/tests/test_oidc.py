@@ -8,10 +8,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 from django.test import Client, RequestFactory, override_settings
 from django.urls import NoReverseMatch, clear_url_caches, reverse
 
@@ -507,3 +508,34 @@ def test_refused_single_sign_ons_lock_their_address_and_nobody_else(idp_answers:
 
     assert elsewhere.session["_auth_user_id"] == str(get_user_model().objects.get(username="carol").pk)
     assert "_auth_user_id" not in locked.session
+
+
+def test_a_callback_this_browser_did_not_start_is_a_failed_sign_in_not_an_error_page(
+    idp_answers: dict[str, Any], client: Client
+) -> None:
+    client.get(reverse("oidc_authentication_init"))
+
+    response = client.get(reverse("oidc_authentication_callback"), {"code": "c", "state": "forged"}, follow=True)
+
+    assert response.redirect_chain == [(reverse("login"), 302)]
+    assert oidc.MSG_SIGN_IN_FAILED in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [requests.HTTPError("400 invalid_grant"), requests.ConnectionError("IdP down"), SuspiciousOperation("bad JWS")],
+)
+def test_an_idp_that_refuses_the_code_or_does_not_answer_is_a_failed_sign_in(
+    idp_answers: dict[str, Any], monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    def token_endpoint(self: Any, payload: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(oidc.PortalOIDCBackend, "get_token", token_endpoint)
+
+    client = sign_in_through_the_callback("198.51.100.7")
+    page = client.get(reverse("login"))
+
+    assert oidc.MSG_SIGN_IN_FAILED in page.content.decode()
+    assert "_auth_user_id" not in client.session
