@@ -8,7 +8,7 @@ from celery import shared_task
 from celery.app.task import Task
 from django.conf import settings
 
-from imports import anchor, dispatch, execution
+from imports import anchor, dispatch, execution, exports
 from imports.locks import job_lock
 
 logger = logging.getLogger(__name__)
@@ -76,3 +76,16 @@ def anchor_audit_heads() -> str:
             logger.error("could not anchor the audit chain heads: %s", exc)
             return ""
         return written.object_key if written else ""
+
+
+# An export of years of history may take minutes: it gets longer than the default time limits.
+@shared_task(soft_time_limit=settings.PORTAL_EXPORT_TIME_LIMIT, time_limit=settings.PORTAL_EXPORT_TIME_LIMIT + 60)
+def build_audit_export(export_id: int) -> str:
+    export = exports.build_export(export_id)
+    return export.state if export else ""
+
+
+@shared_task
+def clean_audit_exports() -> dict[str, int]:
+    with job_lock("clean-exports", hold_seconds=300, min_interval_seconds=600) as mine:
+        return vars(exports.clean_up()) if mine else {}

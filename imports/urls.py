@@ -27,6 +27,7 @@ urlpatterns = [
     path("requests/<request_id:pk>/status/", views.request_status, name="request_status"),
     path("requests/<request_id:pk>/<slug:action>/", views.request_action, name="request_action"),
     path("approvals/", views.approval_queue, name="approval_queue"),
-    path("audit/export.csv", views.audit_export, name="audit_export"),
+    path("audit/exports/", views.audit_export, name="audit_export"),
+    path("audit/exports/<request_id:pk>/download/", views.audit_export_download, name="audit_export_download"),
     path("audit/admin-history/", views.admin_history, name="admin_history"),
 ]

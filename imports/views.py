@@ -4,8 +4,7 @@ Every view needs a logged-in user (LoginRequiredMiddleware). A request the user 
 is a 404, the same as one that does not exist, so guessing ids tells nothing.
 """
 
-import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,21 +14,20 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import (
+    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
     JsonResponse,
-    StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from imports import roles, selectors, workflow
-from imports.audit import canonical_json
+from imports import exports, roles, selectors, workflow
 from imports.filters import RequestFilter
-from imports.forms import DecisionForm, ImportRequestForm, tag_formset
-from imports.models import AdminEvent, ImportRequest, RequestEvent, format_reference
+from imports.forms import AuditExportForm, DecisionForm, ImportRequestForm, tag_formset
+from imports.models import AdminEvent, AuditExport, ImportRequest, RequestEvent
 from imports.workflow import Action
 
 PAGE_SIZE = 25
@@ -310,60 +308,46 @@ def approval_queue(request: HttpRequest) -> HttpResponse:
     return render(request, "imports/approval_queue.html", {"page": page})
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
+MSG_EXPORT_QUEUED = "Export #{pk} is queued: it is written in the background, and this page offers it when it is ready."
+MSG_EXPORT_GONE = "That export is not ready, or it was deleted: ask for a new one."
 
 
-def _spreadsheet_safe(value: object) -> str:
-    # Spreadsheets run cells that start with these as formulas (CSV injection).
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+@require_http_methods(["GET", "HEAD", "POST"])
+@permission_required("imports.view_requestevent", raise_exception=True)
+def audit_export(request: HttpRequest) -> HttpResponse:
+    """Ask for a CSV of the audit history (all of it, or filtered); a worker writes it, and this
+    page lists the asker's exports with a download link once each is ready."""
+    form = AuditExportForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        export = exports.request_export(
+            user=request.user,
+            date_from=form.cleaned_data["date_from"],
+            date_to=form.cleaned_data["date_to"],
+            target=form.cleaned_data["target"],
+            request=form.cleaned_data["reference"],
+        )
+        messages.success(request, MSG_EXPORT_QUEUED.format(pk=export.pk))
+        return redirect("audit_export")
+    mine = AuditExport.objects.filter(requested_by=request.user).select_related("target")[:PAGE_SIZE]
+    rows = [(export, exports.describe_filters(export)) for export in mine]
+    context = {"form": form, "exports": rows, "retention_days": settings.PORTAL_EXPORT_RETENTION_DAYS}
+    return render(request, "imports/audit_export.html", context, status=400 if form.errors else 200)
 
 
 @require_http_methods(["GET", "HEAD"])
 @permission_required("imports.view_requestevent", raise_exception=True)
-def audit_export(request: HttpRequest) -> StreamingHttpResponse:
-    """Every audit event, oldest first, as CSV with the hash chain for offline checking."""
-    events = RequestEvent.objects.select_related("actor").order_by("seq")
-    writer = csv.writer(_Echo())
-    header = [
-        "seq",
-        "request",
-        "created_at",
-        "actor",
-        "action",
-        "from_state",
-        "to_state",
-        "comment",
-        "data",
-        "prev_hash",
-        "hash",
-    ]
-
-    def rows() -> Iterator[str]:
-        yield writer.writerow(header)
-        for event in events.iterator(chunk_size=1000):
-            yield writer.writerow(
-                _spreadsheet_safe(value)
-                for value in (
-                    event.seq,
-                    format_reference(event.request_id),
-                    event.created_at.isoformat(),
-                    event.actor_name,
-                    event.action,
-                    event.from_state,
-                    event.to_state,
-                    event.comment,
-                    canonical_json(event.data),
-                    event.prev_hash,
-                    event.hash,
-                )
-            )
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="byol-portal-audit.csv"'
-    return response
+def audit_export_download(request: HttpRequest, pk: int) -> FileResponse:
+    """A finished export, to the person who asked for it, or to an auditor."""
+    export = AuditExport.objects.filter(pk=pk).first()
+    may_read = export is not None and (
+        export.requested_by_id == request.user.pk or roles.has_role(request.user, roles.AUDITORS)
+    )
+    path = exports.file_path(export) if may_read and export.state == AuditExport.State.DONE else None
+    if path is None or not path.is_file():
+        raise Http404(MSG_EXPORT_GONE)
+    return FileResponse(
+        path.open("rb"), as_attachment=True, filename=f"byol-portal-audit-{pk}.csv", content_type="text/csv"
+    )
 
 
 MSG_BAD_PAGE = "That page of the admin history does not exist: start again from the newest changes."

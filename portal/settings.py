@@ -401,6 +401,11 @@ PORTAL_AUDIT_ANCHOR_REGION = os.environ.get("PORTAL_AUDIT_ANCHOR_REGION", os.env
 PORTAL_AUDIT_ANCHOR_ENDPOINT_URL = os.environ.get("PORTAL_AUDIT_ANCHOR_ENDPOINT_URL", "")
 PORTAL_AUDIT_ANCHOR_SECONDS = env_int("PORTAL_AUDIT_ANCHOR_SECONDS", 300)
 PORTAL_AUDIT_ANCHOR_RETENTION_DAYS = env_int("PORTAL_AUDIT_ANCHOR_RETENTION_DAYS", 2557)
+# Audit exports (imports/exports.py): a worker writes each CSV here, and the web process serves
+# it from here, so both must see the same folder. Beat deletes exports older than the retention.
+PORTAL_EXPORT_DIR = Path(os.environ.get("PORTAL_EXPORT_DIR", VAR_DIR / "exports"))
+PORTAL_EXPORT_RETENTION_DAYS = env_int("PORTAL_EXPORT_RETENTION_DAYS", 7)
+PORTAL_EXPORT_TIME_LIMIT = env_int("PORTAL_EXPORT_TIME_LIMIT", 1800)
 
 # Beat sends these. A message that waited longer than its interval (workers were down) is
 # dropped rather than run in a pile; a second beat process is harmless, as each job takes a
@@ -416,6 +421,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "imports.tasks.sweep_lost_work",
         "schedule": PORTAL_SWEEP_SECONDS,
         "options": {"expires": PORTAL_SWEEP_SECONDS},
+    },
+    "clean-audit-exports": {
+        "task": "imports.tasks.clean_audit_exports",
+        "schedule": 3600,
+        "options": {"expires": 3600},
     },
 }
 if PORTAL_AUDIT_ANCHOR_BUCKET:
