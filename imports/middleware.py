@@ -14,6 +14,9 @@ MSG_SIGNED_OUT_IDLE = "You were signed out after {minutes} minutes without activ
 MSG_SIGNED_OUT_MAX = "You were signed out: a session lasts at most {hours} hours. Sign in again to go on."
 # What the request page polls by itself: it must not keep an unattended session alive.
 BACKGROUND_PATH_SUFFIX = "/status/"
+# A click is noted at most once a minute: noting every one wrote the session (an UPDATE) on
+# every page, for an idle limit counted in minutes.
+TOUCH_SECONDS = 60
 
 
 class NoStoreForSignedInMiddleware:
@@ -58,6 +61,7 @@ class SessionLifetimeMiddleware:
             return MSG_SIGNED_OUT_MAX.format(hours=settings.PORTAL_SESSION_MAX_HOURS)
         if now - last_seen > settings.PORTAL_SESSION_IDLE_MINUTES * 60:
             return MSG_SIGNED_OUT_IDLE.format(minutes=settings.PORTAL_SESSION_IDLE_MINUTES)
-        if not request.path.endswith(BACKGROUND_PATH_SUFFIX):
+        touched = "portal_last_seen" in session and now - last_seen < TOUCH_SECONDS
+        if not touched and not request.path.endswith(BACKGROUND_PATH_SUFFIX):
             session["portal_last_seen"] = now
         return ""

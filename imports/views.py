@@ -12,7 +12,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import (
     FileResponse,
     Http404,
@@ -28,9 +27,12 @@ from imports import exports, roles, selectors, workflow
 from imports.filters import RequestFilter
 from imports.forms import AuditExportForm, DecisionForm, ImportRequestForm, tag_formset
 from imports.models import AdminEvent, AuditExport, ImportRequest, RequestEvent
+from imports.paging import keyset_page
 from imports.workflow import Action
 
 PAGE_SIZE = 25
+# The request page shows this many of the newest events, and pages the rest.
+HISTORY_PAGE_SIZE = 50
 MSG_SUBMITTED = "{reference} was submitted. An approver has been told."
 MSG_RESUBMITTED = "{reference} was saved and goes back to the approvers."
 MSG_REVISED = (
@@ -178,11 +180,12 @@ def _render_detail(
     checks_pending = import_request.state in workflow.TRANSITIONS[Action.PREFLIGHT].sources and not (
         import_request.preflight_is_current
     )
-    events = list(selectors.history(import_request))
+    history = selectors.history_page(import_request, before=request.GET.get("events_before"), size=HISTORY_PAGE_SIZE)
     context = {
         "import_request": import_request,
-        "events": events,
-        "image_update": _image_update(import_request, events),
+        "events": history.events,
+        "history": history,
+        "image_update": _image_update(import_request, history.events),
         "actions": actions,
         "decision": decision,
         "parameters": import_request.aws_parameters(),
@@ -203,7 +206,9 @@ def _image_update(import_request: ImportRequest, events: list[RequestEvent]) -> 
     DescribeWorkspaceImages), if it has one."""
     if import_request.state != ImportRequest.State.AVAILABLE:
         return None
-    available = next((e for e in reversed(events) if e.action == Action.IMAGE_AVAILABLE), None)
+    # Usually among the newest events already read; looked for only when it is not.
+    shown = (e for e in reversed(events) if e.action == Action.IMAGE_AVAILABLE)
+    available = next(shown, None) or selectors.latest_event(import_request, Action.IMAGE_AVAILABLE)
     image = available.data.get("image", {}) if available else {}
     return image if image.get("update_available") else None
 
@@ -294,18 +299,33 @@ def request_list(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied
     filters = RequestFilter(request.GET, queryset=selectors.visible_requests(request.user))
     requests = filters.qs if filters.is_valid() else ImportRequest.objects.none()
-    page = Paginator(requests, PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    context = {"filters": filters, "page": page, "query": query.urlencode()}
+    page = keyset_page(requests, size=PAGE_SIZE, after=request.GET.get("after"), before=request.GET.get("before"))
+    context = {
+        "filters": filters,
+        "page": page,
+        "query": _query_without_paging(request),
+    }
     return render(request, "imports/request_list.html", context)
+
+
+def _query_without_paging(request: HttpRequest) -> str:
+    query = request.GET.copy()
+    for name in ("after", "before", "page"):
+        query.pop(name, None)
+    return query.urlencode()
 
 
 @require_http_methods(["GET", "HEAD"])
 def approval_queue(request: HttpRequest) -> HttpResponse:
     _ensure_role(request, roles.APPROVERS)
-    page = Paginator(selectors.approval_queue(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "imports/approval_queue.html", {"page": page})
+    page = keyset_page(
+        selectors.approval_queue(request.user),
+        size=PAGE_SIZE,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+        newest_first=False,
+    )
+    return render(request, "imports/approval_queue.html", {"page": page, "query": ""})
 
 
 MSG_EXPORT_QUEUED = "Export #{pk} is queued: it is written in the background, and this page offers it when it is ready."
