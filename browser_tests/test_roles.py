@@ -73,7 +73,7 @@ def test_an_admin_finds_a_request_by_reference_with_its_audit_history_and_cannot
     submitted = submit_request(requester, image_name=unique_name("admin-win10"), windows="Windows 10", ami=WIN10_AMI)
 
     admin = log_in("admin")
-    admin.get_by_role("navigation", name="Main").get_by_role("link", name="Admin").click()
+    admin.get_by_role("navigation", name="Main").get_by_role("link", name="Admin", exact=True).click()
     admin.get_by_role("link", name="Import requests").click()
     admin.get_by_role("textbox", name="Search").fill(submitted.reference)
     admin.get_by_role("button", name="Search").click()
