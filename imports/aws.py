@@ -522,12 +522,17 @@ class ImportProgress:
     error_details: list[dict[str, str]] = field(default_factory=list)
 
 
+# A progress call waits at most this long for a free turn: the rate's own pace (2 calls/s), but
+# not behind imports, whose reserved turns put the next free one further off.
+PROGRESS_WAIT_SECONDS = 1.0
+
+
 def import_progress(target: Target, image_id: str) -> ImportProgress:
     """The progress of an Image Builder import; one image per call (AWS has no batch form). Only
-    in a free turn of the account's rate (RateBusy otherwise, at once): progress is worth a call
-    only when imports and status checks leave one."""
+    in a free turn of the account's rate, at most PROGRESS_WAIT_SECONDS away (RateBusy
+    otherwise): progress is worth a call only when imports and status checks leave one."""
     if _rate_limiter is not None:
-        still_to_wait = _rate_limiter.acquire(target.account_id, max_wait=0)
+        still_to_wait = _rate_limiter.acquire(target.account_id, max_wait=PROGRESS_WAIT_SECONDS)
         if still_to_wait:
             raise RateBusy(MSG_RATE_BUSY, aws_message=f"the next free turn is {still_to_wait:.0f} s away")
     workspaces = client(target, "workspaces", paced=False)

@@ -167,17 +167,43 @@ def test_an_image_builder_import_that_fails_its_checks_ends_failed_with_the_reas
     assert "OfficeInstalled" in str(request.failure)
 
 
-def test_progress_waits_for_a_free_turn_of_the_rate(
-    target: AwsTarget, requester: Any, approver: Any, sandbox: SandboxHandle
+def test_progress_yields_to_imports_waiting_for_their_turn(
+    target: AwsTarget, requester: Any, approver: Any, sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    control_sandbox(sandbox.url, "config", {"import_delay": 60})  # still importing when polled
     request = checked(submit(target, requester))
     workflow.approve_request(request_id=request.pk, actor=approver, expected_version=1)
     execution.import_request(request.pk)
-    aws.use_rate_limiter(DatabaseTokenBucket(rate=1, burst=1))
+    request.refresh_from_db()
+    aws.use_rate_limiter(DatabaseTokenBucket(rate=2, burst=5))
     calls_before = control_sandbox(sandbox.url, "calls").get("DescribeCustomWorkspaceImageImport", 0)
+    # Imports of other requests reserved the next turns: the next free one is seconds away.
+    for _ in range(12):
+        aws.reserve_turn(target)
 
-    # The status check takes the one token; progress finds none free and waits for a later pass.
+    started = time.monotonic()
+    with pytest.raises(aws.RateBusy):
+        aws.import_progress(target, request.aws_image_id)
+
+    assert time.monotonic() - started < aws.PROGRESS_WAIT_SECONDS
+    assert control_sandbox(sandbox.url, "calls").get("DescribeCustomWorkspaceImageImport", 0) == calls_before
+    # A pass that meets a busy rate leaves the progress for a later pass, and says so.
+    monkeypatch.setattr(aws, "import_progress", lambda *args: (_ for _ in ()).throw(aws.RateBusy("busy")))
+    aws.use_rate_limiter(DatabaseTokenBucket(rate=1000, burst=1000))
+    report = execution.poll_target(target.pk)
+    assert (report.describe_calls, report.progress_calls, report.progress_deferred) == (1, 0, 1), report
+
+
+def test_progress_takes_free_turns_at_the_rates_own_pace(
+    target: AwsTarget, requester: Any, approver: Any, sandbox: SandboxHandle
+) -> None:
+    control_sandbox(sandbox.url, "config", {"import_delay": 60})  # still importing when polled
+    request = checked(submit(target, requester))
+    workflow.approve_request(request_id=request.pk, actor=approver, expected_version=1)
+    execution.import_request(request.pk)
+    aws.use_rate_limiter(DatabaseTokenBucket(rate=2, burst=1))
+
+    # The status check takes the only token; the progress call waits half a second for the next.
     report = execution.poll_target(target.pk)
 
-    assert (report.describe_calls, report.progress_calls, report.progress_deferred) == (1, 0, 1)
-    assert control_sandbox(sandbox.url, "calls").get("DescribeCustomWorkspaceImageImport", 0) == calls_before
+    assert (report.describe_calls, report.progress_calls, report.progress_deferred) == (1, 1, 0)
