@@ -23,7 +23,7 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from imports import exports, roles, selectors, workflow
+from imports import charts, exports, roles, selectors, workflow
 from imports.filters import RequestFilter
 from imports.forms import AuditExportForm, DecisionForm, ImportRequestForm, tag_formset
 from imports.models import AdminEvent, AuditExport, ImportRequest, RequestEvent
@@ -84,8 +84,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "my_requests": mine.select_related("target")[:10],
             "queue": queue[:10],
             "queue_size": queue.count(),
+            "charts": charts.dashboard_charts() if _reads_the_charts(request.user) else None,
         },
     )
+
+
+def _reads_the_charts(user: Any) -> bool:
+    return roles.has_role(user, roles.APPROVERS) or roles.has_role(user, roles.AUDITORS)
 
 
 def _ensure_role(request: HttpRequest, role: str) -> None:

@@ -116,6 +116,8 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_filters",
     "bootstrap",
+    # Only for its static files: Chart.js for the dashboard's charts.
+    "chartkick.django",
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
