@@ -127,6 +127,9 @@ def _durations_per_week(since: datetime, weeks: list[datetime]) -> list[dict[str
 def _durations_query(since: datetime) -> Any:
     return (
         ImportRequest.objects.filter(created_at__gte=since)
+        # Before the annotations, so that they join only these events (about 2 of 10), through
+        # the events' (request, seq) index.
+        .filter(events__action__in=[EventAction.APPROVE, EventAction.IMAGE_AVAILABLE])
         .order_by()
         .annotate(
             week=TruncWeek("created_at"),
