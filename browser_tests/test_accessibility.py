@@ -41,6 +41,7 @@ MAIN_PAGES = {
     "request-page-requester": MainPage("requester2", "{request}", "{reference}"),
     "approvals-queue": MainPage("approver", "/approvals/", "Approvals queue"),
     "request-list-filtered": MainPage("auditor", "/requests/?state=submitted&q=requester2", "All requests"),
+    "audit-export": MainPage("auditor", "/audit/exports/", "Export the audit history"),
     "not-allowed": MainPage("requester", "/approvals/", "You are not allowed to do that"),
 }
 
