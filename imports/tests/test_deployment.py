@@ -131,12 +131,12 @@ def ignored(relative: str, patterns: list[str]) -> bool:
     return False
 
 
-def production_tree(destination: Path) -> list[str]:
-    """Copy what the production stage COPYs from the build context to `destination`, as Docker
+def production_tree(destination: Path, target: str = "production") -> list[str]:
+    """Copy what the target's stages COPY from the build context to `destination`, as Docker
     would; returns the sources named."""
     patterns = dockerignore_patterns()
     named = []
-    for stage in stage_chain(dockerfile_stages(), "production"):
+    for stage in stage_chain(dockerfile_stages(), target):
         for sources, _ in copies(stage):
             for source in sources:
                 named.append(source.rstrip("/"))
@@ -150,13 +150,22 @@ def production_tree(destination: Path) -> list[str]:
     return named
 
 
-def runtime_distributions() -> set[str]:
-    """requirements.txt and everything it depends on (with the extras asked for), as installed."""
-    pending = [
-        Requirement(line.split("#")[0].strip())
-        for line in (ROOT / "requirements.txt").read_text().splitlines()
-        if line.split("#")[0].strip()
-    ]
+def requirements(file: str) -> list[Requirement]:
+    """The requirements a pip requirements file names, following `-r` includes."""
+    found = []
+    for line in (ROOT / file).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("-r "):
+            found += requirements(line.removeprefix("-r ").strip())
+        elif line:
+            found.append(Requirement(line))
+    return found
+
+
+def runtime_distributions(file: str = "requirements.txt") -> set[str]:
+    """What `pip install -r file` installs: the file's requirements and everything they depend
+    on (with the extras asked for), as installed here."""
+    pending = requirements(file)
     seen: dict[str, set[str]] = {}
     while pending:
         requirement = pending.pop()
@@ -177,10 +186,10 @@ def runtime_distributions() -> set[str]:
     return set(seen) | BASE_IMAGE_DISTRIBUTIONS
 
 
-def modules_missing_from_production() -> set[str]:
-    """Top-level modules installed here (for the sandbox and the tests) that the production image
-    does not install, and the repository's own packages it does not copy."""
-    runtime = runtime_distributions()
+def modules_missing_from_production(file: str = "requirements.txt") -> set[str]:
+    """Top-level modules installed here (for the sandbox and the tests) that an image installing
+    `file` does not have, and the repository's own packages the production image does not copy."""
+    runtime = runtime_distributions(file)
     missing = {
         module
         for module, distributions in importlib.metadata.packages_distributions().items()
@@ -643,8 +652,9 @@ def test_the_app_role_owns_nothing_and_has_exactly_the_runtime_privileges(app_ro
 
 @pytest.mark.postgres
 def test_the_portal_works_as_the_app_role(app_role: AppRole, settings: Any) -> None:
-    """The workflow, the audit chains, locks, the rate limiter, log-in (sessions, django-axes) and
-    verify_audit, all through Django's own connection logged in as the application role."""
+    """The workflow, the audit chains, locks, the rate limiter, log-in (sessions, django-axes),
+    pages (the request list's search included) and verify_audit, all through Django's own
+    connection logged in as the application role."""
     settings.PORTAL_ADMIN_OTP = False
     original = dict(connection.settings_dict)
     connection.close()
@@ -669,6 +679,8 @@ def test_the_portal_works_as_the_app_role(app_role: AppRole, settings: Any) -> N
         assert client.post(reverse("login"), {"username": "abel", "password": "wrong"}).status_code == 200
         client.post(reverse("login"), {"username": "abel", "password": PASSWORD})
         assert client.get(reverse("dashboard")).status_code == 200
+        assert client.get(reverse("request_list"), {"q": "win10"}).status_code == 200
+        assert client.get(reverse("request_detail", args=[request.pk])).status_code == 200
 
         out, err = io.StringIO(), io.StringIO()
         call_command("verify_audit", stdout=out, stderr=err)
@@ -772,3 +784,44 @@ def test_grant_app_role_says_it_needs_postgresql(db: None) -> None:
 
     with pytest.raises(CommandError, match="needs PostgreSQL; this database is sqlite"):
         call_command("grant_app_role", "portal_app")
+
+
+# Run in a fresh interpreter inside the sandbox image's tree, with what that image lacks hidden:
+# every module of the sandbox imports, and `python -m sandbox --help` (its CMD, without serving).
+SANDBOX_STARTS = """
+import importlib, importlib.abc, json, os, pathlib, runpy, sys
+
+BLOCKED = set(json.loads(os.environ["BLOCKED_MODULES"]))
+
+class NotInTheImage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the sandbox image)", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInTheImage())
+for file in sorted(pathlib.Path("sandbox").rglob("*.py")):
+    if file.name != "__main__.py":
+        importlib.import_module(".".join(file.with_suffix("").parts).removesuffix(".__init__"))
+sys.argv = ["python -m sandbox", "--help"]
+runpy.run_module("sandbox", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_the_sandbox_image_starts_with_requirements_sandbox_and_the_sandbox_package_alone(tmp_path: Path) -> None:
+    tree = tmp_path / "app"
+    production_tree(tree, target="sandbox")
+    assert sorted(p.name for p in tree.iterdir()) == ["requirements-sandbox.txt", "requirements.txt", "sandbox"]
+    assert not (tree / "sandbox" / "tests").exists()
+    blocked = (modules_missing_from_production("requirements-sandbox.txt") - {"sandbox"}) | {"portal", "imports"}
+    assert "moto" not in blocked
+    assert {"pytest", "pytest_django", "playwright", "portal", "imports"} <= blocked
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PYTHONPATH"))}
+    env["BLOCKED_MODULES"] = json.dumps(sorted(blocked))
+
+    result = subprocess.run(  # noqa: S603 -- this interpreter, with the fixed script above
+        [sys.executable, "-c", SANDBOX_STARTS], cwd=tree, env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m sandbox" in result.stdout
