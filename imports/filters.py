@@ -18,10 +18,18 @@ class RequestFilter(django_filters.FilterSet):
         label="Search",
         method="search",
         max_length=100,
-        widget=forms.TextInput(attrs={"placeholder": "Reference, image name, AMI, requester…"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": "Reference, image name, AMI, requester…", "class": "form-control"}
+        ),
     )
-    state = django_filters.ChoiceFilter(choices=ImportRequest.State.choices, empty_label="Any state")
-    target = django_filters.ModelChoiceFilter(queryset=AwsTarget.objects.all(), empty_label="Any target")
+    state = django_filters.ChoiceFilter(
+        choices=ImportRequest.State.choices,
+        empty_label="Any state",
+        widget=forms.Select(attrs={"class": "form-select"}),
+    )
+    target = django_filters.ModelChoiceFilter(
+        queryset=AwsTarget.objects.all(), empty_label="Any target", widget=forms.Select(attrs={"class": "form-select"})
+    )
     # A user name, not a list of everyone who ever filed a request: that list took a DISTINCT
     # over every request on each page, and would not fit a drop-down at thousands of people.
     requester = django_filters.CharFilter(
@@ -29,19 +37,19 @@ class RequestFilter(django_filters.FilterSet):
         lookup_expr="iexact",
         label="Requester",
         max_length=150,
-        widget=forms.TextInput(attrs={"placeholder": "User name", "autocomplete": "off"}),
+        widget=forms.TextInput(attrs={"placeholder": "User name", "autocomplete": "off", "class": "form-control"}),
     )
     created_from = django_filters.DateFilter(
         field_name="created_at",
         lookup_expr="date__gte",
         label="Created from",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=forms.DateInput(attrs={"type": "date", "class": "form-control"}),
     )
     created_to = django_filters.DateFilter(
         field_name="created_at",
         lookup_expr="date__lte",
         label="Created until",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=forms.DateInput(attrs={"type": "date", "class": "form-control"}),
     )
 
     class Meta:

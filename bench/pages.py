@@ -1,0 +1,293 @@
+"""Every portal page and the admin's changelists at 100,000 requests and a million events.
+
+    .venv/bin/python bench/pages.py [--code DIR] [--label now] [--seconds 15] [--clients 8]
+
+Seeds the scale database once (seed_scale, PostgreSQL database `byol_portal_scale` at
+127.0.0.1:5432, user postgres, kept for the next run), migrates it with the code under test,
+starts gunicorn as production does (2 sync workers, DEBUG off, the code's own settings), signs
+in, and drives each page for --seconds with --clients concurrent clients, one page at a time,
+the admin's request changelist among them. Prints req/s, p50, p95, errors, the queries each page
+runs (counted once in a separate process with Django's test client against the same database)
+and each page's throughput as a multiple of the admin changelist's in the same run.
+
+`--code /tmp/main-before` serves another checkout (a `git worktree` of an earlier commit) against
+the same database, to measure before and after with the same script.
+
+The load is a closed loop of plain keep-alive HTTP/1.1 clients on threads (http.client): what is
+measured is a fixed list of GETs with a session cookie, where a load tool's scenarios, ramps and
+web UI would add nothing but a dependency.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = ROOT / ".venv" / "bin" / "python"
+GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+DATABASE = "byol_portal_scale"
+DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
+AUDIT_KEY = "bench-scale-audit-key-0123456789abcdef-0123456789"
+USER, PASSWORD = "bench", "bench-pages-correct-horse-2026"
+SEARCH = "finance-202405"
+
+COUNT_QUERIES = """
+import json, sys
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+client = Client()
+client.force_login(get_user_model().objects.get(username=%r))
+counts = {}
+for name, url in json.loads(%r).items():
+    with CaptureQueriesContext(connection) as queries:
+        status = client.get(url).status_code
+    counts[name] = len(queries) if status == 200 else -status
+print("COUNTS " + json.dumps(counts))
+"""
+
+MAKE_USER = f"""
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+user, _ = get_user_model().objects.get_or_create(username={USER!r})
+user.is_staff = user.is_superuser = True
+user.set_password({PASSWORD!r})
+user.save()
+user.groups.add(*Group.objects.filter(name__in=["Approvers", "Auditors"]))
+"""
+
+
+def environment() -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "PORTAL_"))},
+        "DATABASE_URL": DATABASE_URL,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "bench-pages-secret-key-" + "x7Kq9!pZ" * 6,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
+        "PORTAL_AUDIT_KEY": AUDIT_KEY,
+        "PORTAL_ADMIN_OTP": "false",
+        "PORTAL_LOG_LEVEL": "WARNING",
+    }
+
+
+def manage(code: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(  # noqa: S603 -- our own manage.py
+        [str(PYTHON), "manage.py", *args],
+        cwd=code,
+        env=env or environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode:
+        sys.exit(f"manage.py {args[0]} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def prepare(code: Path, requests: int, busy_events: int) -> None:
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
+            conn.execute(f"CREATE DATABASE {DATABASE}")
+    manage(code, "migrate", "-v0")
+    with psycopg.connect(DATABASE_URL.replace("postgres://", "postgresql://")) as conn:
+        seeded = conn.execute("SELECT EXISTS (SELECT 1 FROM imports_requestevent)").fetchone()[0]
+    if not seeded:
+        print(f"seeding {requests} requests (once; the database is kept) ...", flush=True)
+        out = manage(ROOT, "seed_scale", f"--requests={requests}", f"--busy-events={busy_events}", "--allow-debug-off")
+        print(out.strip().splitlines()[-1])
+    manage(code, "collectstatic", "--noinput", "-v0")
+    manage(code, "shell", "-c", MAKE_USER)
+
+
+def landmarks() -> dict[str, str]:
+    """The busiest request, a deep position in the list (the 50,000th request), a requester."""
+    with psycopg.connect(DATABASE_URL.replace("postgres://", "postgresql://")) as conn:
+        busiest = conn.execute(
+            "SELECT request_id FROM imports_requestevent GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone()[0]
+        micros, pk = conn.execute(
+            "SELECT (extract(epoch FROM created_at) * 1000000)::bigint, id FROM imports_importrequest "
+            "ORDER BY created_at DESC, id DESC OFFSET 49999 LIMIT 1"
+        ).fetchone()
+        requester_id, requester = conn.execute(
+            "SELECT u.id, u.username FROM auth_user u JOIN imports_importrequest r ON r.requester_id = u.id "
+            "ORDER BY r.id LIMIT 1"
+        ).fetchone()
+    return {
+        "busiest": str(busiest),
+        "cursor": f"{micros}_{pk}",
+        "requester_id": str(requester_id),
+        "requester": requester,
+    }
+
+
+def pages(keyset: bool, marks: dict[str, str]) -> dict[str, str]:
+    busiest = marks["busiest"]
+    deep = f"after={marks['cursor']}" if keyset else "page=2000"
+    requester = marks["requester"] if keyset else marks["requester_id"]
+    return {
+        "admin: request changelist": "/admin/imports/importrequest/",
+        "dashboard": "/",
+        "request list": "/requests/",
+        "list, state filter": "/requests/?state=failed",
+        "list, requester filter": f"/requests/?requester={requester}",
+        "list, search": f"/requests/?q={SEARCH}",
+        "list, page 2000 (row 50,000)": f"/requests/?{deep}",
+        f"detail, busiest request (#{busiest})": f"/requests/{busiest}/",
+        "approvals queue": "/approvals/",
+        "status endpoint": f"/requests/{busiest}/status/",
+        "admin: event changelist": "/admin/imports/requestevent/",
+        "admin: event changelist, deep page": "/admin/imports/requestevent/?p=" + ("99" if keyset else "5000"),
+        "admin: event changelist, to_state filter": "/admin/imports/requestevent/?to_state=failed",
+        "admin: busiest request's change page": f"/admin/imports/importrequest/{busiest}/change/",
+    }
+
+
+class Gunicorn:
+    def __init__(self, code: Path, port: int, workers: int) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 -- our own gunicorn
+            [str(GUNICORN), "portal.wsgi:application", f"--workers={workers}", f"--bind=127.0.0.1:{port}"],
+            cwd=code,
+            env=environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/accounts/login/")
+                if connection.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        sys.exit("gunicorn did not start")
+
+    def stop(self) -> None:
+        # A worker still rendering a page of thousands of events would hold a graceful stop.
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def sign_in(port: int) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/accounts/login/")
+    response = connection.getresponse()
+    page = response.read().decode()
+    csrf_cookie = re.search(r"csrftoken=([^;]+)", response.getheader("Set-Cookie") or "").group(1)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    body = urllib.parse.urlencode({"username": USER, "password": PASSWORD, "csrfmiddlewaretoken": token})
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={csrf_cookie}"}
+    connection.request("POST", "/accounts/login/", body=body, headers=headers)
+    response = connection.getresponse()
+    response.read()
+    session = re.search(r"sessionid=([^;]+)", ", ".join(response.headers.get_all("Set-Cookie") or []))
+    if response.status != 302 or not session:
+        sys.exit(f"sign-in failed: {response.status}")
+    return f"sessionid={session.group(1)}; csrftoken={csrf_cookie}"
+
+
+def drive(port: int, cookie: str, url: str, seconds: float, clients: int) -> dict[str, float]:
+    """A closed loop: each client sends the next GET as soon as the last one answered."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while time.monotonic() < stop_at:
+            started = time.monotonic()
+            try:
+                connection.request("GET", url, headers={"Cookie": cookie})
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                ok = False
+            with lock:
+                latencies.append(time.monotonic() - started)
+                errors[0] += not ok
+
+    began = time.monotonic()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "rps": len(ordered) / elapsed,
+        "p50": statistics.median(ordered),
+        "p95": ordered[max(0, int(len(ordered) * 0.95) - 1)] if len(ordered) > 1 else ordered[0],
+        "errors": errors[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--code", type=Path, default=ROOT, help="the checkout to serve (default: this one)")
+    parser.add_argument("--label", default="now")
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--requests", type=int, default=100_000, help="requests to seed, if the database is empty")
+    parser.add_argument("--busy-events", type=int, default=5000)
+    parser.add_argument("--only", default="", help="run only the pages whose name contains this")
+    args = parser.parse_args()
+    code = args.code.resolve()
+    prepare(code, args.requests, args.busy_events)
+    marks = landmarks()
+    keyset = (code / "imports" / "paging.py").exists()
+    urls = pages(keyset, marks)
+    counted = manage(code, "shell", "-c", COUNT_QUERIES % (USER, json.dumps(urls)))
+    queries = json.loads(counted.split("COUNTS ", 1)[1])
+    server = Gunicorn(code, args.port, args.workers)
+    print(f"\n{args.label} ({code}), {args.clients} clients, {args.workers} gunicorn workers, {args.seconds:g} s each")
+    print(f"load average (1, 5, 15 min) at the start: {os.getloadavg()}\n")
+    print("| code | page | req/s | p50 | p95 | errors | queries | x admin changelist |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    try:
+        cookie = sign_in(args.port)
+        admin_rps = None
+        for name, url in urls.items():
+            if args.only and args.only not in name and not name.startswith("admin: request changelist"):
+                continue
+            drive(args.port, cookie, url, 1, 2)  # warm both workers' connections and caches
+            r = drive(args.port, cookie, url, args.seconds, args.clients)
+            admin_rps = admin_rps or r["rps"]
+            print(
+                f"| {args.label} | {name} | {r['rps']:.1f} | {r['p50'] * 1000:.0f} ms | {r['p95'] * 1000:.0f} ms "
+                f"| {r['errors']} | {queries[name]} | {r['rps'] / admin_rps:.1f} |",
+                flush=True,
+            )
+    finally:
+        server.stop()
+    print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
