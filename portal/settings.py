@@ -368,6 +368,8 @@ PORTAL_WORKSPACES_BURST = env_int("PORTAL_WORKSPACES_BURST", 5)
 # the timeout is long. https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport, with each message written whole before it is visible.
+    CELERY_BROKER_TRANSPORT = "portal.filesystem_broker:Transport"
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
