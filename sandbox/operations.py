@@ -5,6 +5,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .custom_import import describe_custom_workspace_image_import, import_custom_workspace_image
+from .rollout import (
+    copy_workspace_image,
+    create_workspace_bundle,
+    delete_workspace_bundle,
+    describe_workspace_bundles,
+    describe_workspace_image_permissions,
+    update_workspace_image_permission,
+)
 from .workspaces import (
     ImportSettings,
     WorkSpacesError,
@@ -25,6 +33,14 @@ _HANDLERS: dict[str, Handler] = {
     "DeleteWorkspaceImage": delete_workspace_image,
     "ImportCustomWorkspaceImage": import_custom_workspace_image,
     "DescribeCustomWorkspaceImageImport": describe_custom_workspace_image_import,
+    # The rollout after an import (rollout.py): moto lacks the first four and answers the
+    # permission operations too loosely.
+    "CreateWorkspaceBundle": create_workspace_bundle,
+    "DescribeWorkspaceBundles": describe_workspace_bundles,
+    "DeleteWorkspaceBundle": delete_workspace_bundle,
+    "CopyWorkspaceImage": copy_workspace_image,
+    "UpdateWorkspaceImagePermission": update_workspace_image_permission,
+    "DescribeWorkspaceImagePermissions": describe_workspace_image_permissions,
 }
 HANDLED_OPERATIONS = frozenset(_HANDLERS)
 

@@ -252,7 +252,7 @@ class SandboxApp:
                 settings=self.state.import_settings(),
             )
         except WorkSpacesError as error:
-            payload = {"__type": error.code, "message": error.message}
+            payload = {"__type": error.code, "message": error.message, **error.extra}
             return _json_reply(start_response, error.status, payload, [*headers, ("x-amzn-ErrorType", error.code)])
         return _json_reply(start_response, 200, result, headers)
 

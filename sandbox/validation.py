@@ -234,3 +234,160 @@ def describe_custom_import_request_problems(params: dict[str, Any]) -> list[str]
     if params.get("ImageId") is None:
         return ["ImageId is required"]
     return _check_string("ImageId", params["ImageId"], min_len=1, max_len=67, pattern=WORKSPACE_IMAGE_ID)
+
+
+# --- The rollout: bundles, copies and sharing ---------------------------------------------
+
+BUNDLE_NAME = re.compile(r"^[a-zA-Z0-9_./()\-]+$")
+BUNDLE_DESCRIPTION = re.compile(r"^[a-zA-Z0-9_./() -]+$")
+BUNDLE_ID = re.compile(r"^wsb-[0-9a-z]{8,63}$")
+REGION = re.compile(r"^[-0-9a-z]{1,31}$")
+AWS_ACCOUNT = re.compile(r"^[0-9]{12}$")
+# The model's Compute enum (ComputeType.Name).
+COMPUTE_NAMES = (
+    "VALUE",
+    "STANDARD",
+    "PERFORMANCE",
+    "POWER",
+    "GRAPHICS",
+    "POWERPRO",
+    "GENERALPURPOSE_4XLARGE",
+    "GENERALPURPOSE_8XLARGE",
+    "GRAPHICSPRO",
+    "GRAPHICS_G4DN",
+    "GRAPHICSPRO_G4DN",
+    "GRAPHICS_G6_XLARGE",
+    "GRAPHICS_G6_2XLARGE",
+    "GRAPHICS_G6_4XLARGE",
+    "GRAPHICS_G6_8XLARGE",
+    "GRAPHICS_G6_16XLARGE",
+    "GRAPHICS_GR6_4XLARGE",
+    "GRAPHICS_GR6_8XLARGE",
+    "GRAPHICS_G6F_LARGE",
+    "GRAPHICS_G6F_XLARGE",
+    "GRAPHICS_G6F_2XLARGE",
+    "GRAPHICS_G6F_4XLARGE",
+    "GRAPHICS_GR6F_4XLARGE",
+    "GRAPHICS_G7_2XLARGE",
+    "GRAPHICS_G7_4XLARGE",
+    "GRAPHICS_G7_8XLARGE",
+    "GRAPHICS_G7_12XLARGE",
+)
+# BundleIdList: 1 to 25 ids.
+MAX_BUNDLE_IDS = 25
+CREATE_BUNDLE_REQUIRED = ("BundleName", "BundleDescription", "ImageId", "ComputeType", "UserStorage")
+COPY_REQUIRED = ("Name", "SourceImageId", "SourceRegion")
+PERMISSION_REQUIRED = ("ImageId", "AllowCopyImage", "SharedAccountId")
+
+
+def _check_image_id(name: str, value: Any) -> list[str]:
+    return _check_string(name, value, min_len=1, max_len=67, pattern=WORKSPACE_IMAGE_ID)
+
+
+def _check_storage(name: str, storage: Any) -> list[str]:
+    # RootStorage and UserStorage: {"Capacity": NonEmptyString}, Capacity required.
+    if not isinstance(storage, dict):
+        return [f"{name} must be an object with Capacity"]
+    if storage.get("Capacity") is None:
+        return [f"{name}.Capacity is required"]
+    return _check_string(f"{name}.Capacity", storage["Capacity"], min_len=1, max_len=2048)
+
+
+def create_bundle_request_problems(params: dict[str, Any]) -> list[str]:
+    """What is wrong with a CreateWorkspaceBundle request, in the order of the model's members."""
+    problems = [f"{key} is required" for key in CREATE_BUNDLE_REQUIRED if params.get(key) is None]
+    if params.get("BundleName") is not None:
+        problems += _check_string("BundleName", params["BundleName"], min_len=1, max_len=64, pattern=BUNDLE_NAME)
+    if params.get("BundleDescription") is not None:
+        problems += _check_string(
+            "BundleDescription", params["BundleDescription"], min_len=1, max_len=255, pattern=BUNDLE_DESCRIPTION
+        )
+    if params.get("ImageId") is not None:
+        problems += _check_image_id("ImageId", params["ImageId"])
+    compute = params.get("ComputeType")
+    if compute is not None:
+        if not isinstance(compute, dict) or compute.get("Name") is None:
+            # ComputeType's Name is optional in the model, but a bundle without a compute type means nothing.
+            problems.append("ComputeType must be an object with a Name")
+        else:
+            problems += _check_enum("ComputeType.Name", compute["Name"], COMPUTE_NAMES)
+    if params.get("UserStorage") is not None:
+        problems += _check_storage("UserStorage", params["UserStorage"])
+    if params.get("RootStorage") is not None:
+        problems += _check_storage("RootStorage", params["RootStorage"])
+    if params.get("Tags") is not None:
+        problems += _check_tags(params["Tags"])
+    return problems
+
+
+def describe_bundles_request_problems(params: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    bundle_ids = params.get("BundleIds")
+    if bundle_ids is not None:
+        if not isinstance(bundle_ids, list) or not 1 <= len(bundle_ids) <= MAX_BUNDLE_IDS:
+            count = len(bundle_ids) if isinstance(bundle_ids, list) else "no list"
+            problems.append(f"BundleIds must hold 1 to {MAX_BUNDLE_IDS} bundle ids, not {count}")
+        else:
+            problems += [
+                problem
+                for index, bundle_id in enumerate(bundle_ids)
+                for problem in _check_string(f"BundleIds[{index}]", bundle_id, min_len=1, max_len=67, pattern=BUNDLE_ID)
+            ]
+    if params.get("Owner") is not None:
+        problems += _check_string("Owner", params["Owner"], min_len=1, max_len=2048)
+    # "You can filter the results using either bundle ID or owner, but not both." (the model)
+    if bundle_ids is not None and params.get("Owner") is not None:
+        problems.append("BundleIds and Owner cannot be combined: filter by one of them")
+    if params.get("NextToken") is not None:
+        problems += _check_string("NextToken", params["NextToken"], min_len=1, max_len=2048)
+    return problems
+
+
+def delete_bundle_request_problems(params: dict[str, Any]) -> list[str]:
+    # BundleId is optional in the model; a delete without one has nothing to delete.
+    if params.get("BundleId") is None:
+        return ["BundleId is required"]
+    return _check_string("BundleId", params["BundleId"], min_len=1, max_len=67, pattern=BUNDLE_ID)
+
+
+def copy_request_problems(params: dict[str, Any]) -> list[str]:
+    """What is wrong with a CopyWorkspaceImage request, in the order of the model's members."""
+    problems = [f"{key} is required" for key in COPY_REQUIRED if params.get(key) is None]
+    if params.get("Name") is not None:
+        problems += _check_string("Name", params["Name"], min_len=1, max_len=64, pattern=IMAGE_NAME)
+    if params.get("Description") is not None:
+        problems += _check_string(
+            "Description", params["Description"], min_len=1, max_len=256, pattern=IMAGE_DESCRIPTION
+        )
+    if params.get("SourceImageId") is not None:
+        problems += _check_image_id("SourceImageId", params["SourceImageId"])
+    if params.get("SourceRegion") is not None:
+        problems += _check_string("SourceRegion", params["SourceRegion"], min_len=1, max_len=31, pattern=REGION)
+    if params.get("Tags") is not None:
+        problems += _check_tags(params["Tags"])
+    return problems
+
+
+def update_permission_request_problems(params: dict[str, Any]) -> list[str]:
+    """What is wrong with an UpdateWorkspaceImagePermission request."""
+    problems = [f"{key} is required" for key in PERMISSION_REQUIRED if params.get(key) is None]
+    if params.get("ImageId") is not None:
+        problems += _check_image_id("ImageId", params["ImageId"])
+    if params.get("AllowCopyImage") is not None and not isinstance(params["AllowCopyImage"], bool):
+        problems.append(f"AllowCopyImage must be true or false, not {params['AllowCopyImage']!r}")
+    if params.get("SharedAccountId") is not None:
+        problems += _check_string(
+            "SharedAccountId", params["SharedAccountId"], min_len=12, max_len=12, pattern=AWS_ACCOUNT
+        )
+    return problems
+
+
+def describe_permissions_request_problems(params: dict[str, Any]) -> list[str]:
+    problems = (
+        ["ImageId is required"] if params.get("ImageId") is None else _check_image_id("ImageId", params["ImageId"])
+    )
+    if params.get("MaxResults") is not None:
+        problems += _check_max_results(params["MaxResults"])
+    if params.get("NextToken") is not None:
+        problems += _check_string("NextToken", params["NextToken"], min_len=1, max_len=2048)
+    return problems

@@ -3,7 +3,8 @@
 moto has no ImportWorkspaceImage, DescribeAccount or DeleteWorkspaceImage, its
 DescribeWorkspaceImages neither validates nor paginates, and its DescribeTags fails with HTTP 500
 on an unknown id. The sandbox answers those five itself (``operations.py`` lists every operation
-it answers; the Image Builder import is in ``custom_import.py``) and leaves every other
+it answers; the Image Builder import is in ``custom_import.py``, bundles, copies and sharing in
+``rollout.py``) and leaves every other
 WorkSpaces operation to moto. Imported images
 are stored in moto's own WorkSpaces backend (``workspace_images``), so moto's tag store,
 CreateWorkspaceImage's name check, UpdateWorkspaceImagePermission and ``/moto-api/reset`` all
@@ -62,11 +63,13 @@ _IMAGES_LOCK = threading.Lock()
 class WorkSpacesError(Exception):
     """An error answered as the JSON protocol does: HTTP 400 and ``{"__type", "message"}``."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, extra: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        # Members the model gives the error shape besides its message, e.g. ResourceId.
+        self.extra = dict(extra or {})
 
 
 def invalid_parameters(message: str) -> WorkSpacesError:
@@ -187,6 +190,16 @@ def _workspaces_backend(account_id: str, region: str) -> WorkSpacesBackend:
     return workspaces_backends[account_id][region]
 
 
+def bundles_of(backend: WorkSpacesBackend) -> dict[str, Any]:
+    """The custom bundles (CreateWorkspaceBundle, in ``rollout.py``) of one account and region.
+
+    moto has no bundles; they are kept on moto's own backend object, so ``/moto-api/reset``,
+    which rebuilds the backends, clears them with the images they were made from.
+    """
+    bundles: dict[str, Any] = backend.__dict__.setdefault("sandbox_bundles", {})
+    return bundles
+
+
 def _source_ami(ami_id: str, *, account_id: str, region: str) -> Any:
     """The AMI to import, if AWS would accept it: it exists, is ours, is available, is Windows."""
     ami = ec2_backends[account_id][region].amis.get(ami_id)
@@ -302,7 +315,7 @@ def _describe_image(image: WorkspaceImage, now: float) -> dict[str, Any]:
     return {key: value for key, value in image.to_desc_dict().items() if value not in ("", [], None)}
 
 
-def _page_start(next_token: str | None) -> int:
+def _page_start(next_token: str | None, operation: str = "DescribeWorkspaceImages") -> int:
     if next_token is None:
         return 0
     try:
@@ -311,7 +324,7 @@ def _page_start(next_token: str | None) -> int:
             return int(offset)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
-    raise invalid_parameters(f"NextToken {next_token!r} is not a token that DescribeWorkspaceImages returned.")
+    raise invalid_parameters(f"NextToken {next_token!r} is not a token that {operation} returned.")
 
 
 def _page_token(offset: int) -> str:
@@ -353,6 +366,8 @@ def _tagged_resources(backend: WorkSpacesBackend, resource_id: str) -> dict[str,
     """The moto store that holds a resource of this id's kind (directory, WorkSpace, image)."""
     if resource_id.startswith("wsi-"):
         return backend.workspace_images
+    if resource_id.startswith("wsb-"):
+        return bundles_of(backend)
     if resource_id.startswith("ws-"):
         return backend.workspaces
     if resource_id.startswith("d-"):
@@ -367,8 +382,12 @@ def describe_tags(params: dict[str, Any], *, account_id: str, region: str, setti
     if not isinstance(resource_id, str) or not resource_id:
         raise invalid_parameters("Invalid DescribeTags request: ResourceId is required.")
     backend = _workspaces_backend(account_id, region)
-    if resource_id not in _tagged_resources(backend, resource_id):
+    resources = _tagged_resources(backend, resource_id)
+    if resource_id not in resources:
         raise WorkSpacesError("ResourceNotFoundException", f"The resource {resource_id} was not found in {region}.")
+    if resource_id.startswith("wsb-"):
+        # moto's describe_tags knows no bundles.
+        return {"TagList": list(resources[resource_id].tags)}
     return {"TagList": backend.describe_tags(resource_id)}
 
 
@@ -401,8 +420,18 @@ def delete_workspace_image(
                     f"The image {image_id} belongs to account {owner}: only the owning account can delete it.",
                 )
             return {}
-        # https://docs.aws.amazon.com/workspaces/latest/api/API_DeleteWorkspaceImage.html: unshare
-        # the image (and delete its bundles, which the sandbox does not model) before deleting it.
+        # https://docs.aws.amazon.com/workspaces/latest/api/API_DeleteWorkspaceImage.html: "you must
+        # first delete any bundles that are associated with the image and unshare the image".
+        bundles = sorted(
+            bundle.bundle_id
+            for bundle in bundles_of(_workspaces_backend(account_id, region)).values()
+            if bundle.image_id == image_id
+        )
+        if bundles:
+            raise WorkSpacesError(
+                "ResourceAssociatedException",
+                f"The image {image_id} has bundles ({', '.join(bundles)}): delete them before deleting it.",
+            )
         if image.image_permissions:
             shared = ", ".join(grant["SharedAccountId"] for grant in image.image_permissions)
             raise WorkSpacesError(

@@ -633,6 +633,8 @@ def test_describe_images_pages_through_every_image_with_max_results_and_next_tok
 
 def test_image_shared_with_another_account_is_listed_there_as_shared_not_owned(sandbox: SandboxHandle) -> None:
     workspaces = client(sandbox, "workspaces")
+    # Only an image past PENDING can be shared.
+    control(sandbox, "POST", "config", {"import_delay": 0})
     image_id = import_image(workspaces)
     workspaces.update_workspace_image_permission(
         ImageId=image_id, AllowCopyImage=True, SharedAccountId=OTHER_ACCOUNT_ID
