@@ -24,12 +24,13 @@ WORKDIR /app
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
-# The runtime user owns only the var directory (and the beat schedule volume mounted there);
-# the code and the collected static files stay root-owned and read-only to it.
+# The runtime user owns only the var directory and its exports folder (the volumes compose mounts
+# there start as copies of them, so they are the runtime user's too); the code and the collected
+# static files stay root-owned and read-only to it.
 RUN groupadd --system --gid 10001 portal \
     && useradd --system --uid 10001 --gid portal --create-home --home-dir /home/portal \
         --shell /usr/sbin/nologin portal \
-    && install -d -o portal -g portal -m 0750 /var/lib/portal
+    && install -d -o portal -g portal -m 0750 /var/lib/portal /var/lib/portal/exports
 
 # ---- sandbox: the local AWS sandbox (`docker compose --profile sandbox`), never in production ---
 FROM base AS sandbox

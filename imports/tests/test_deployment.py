@@ -456,6 +456,20 @@ def test_compose_has_no_fixed_password_anywhere() -> None:
         assert "portal:portal@" not in environment["DATABASE_URL"]
 
 
+def test_web_serves_the_audit_exports_the_worker_writes_from_one_shared_volume() -> None:
+    services = compose()["services"]
+    base = "\n".join(f"{keyword} {args}" for keyword, args in dockerfile_stages()["base"].instructions)
+    folder = "/var/lib/portal/exports"  # PORTAL_EXPORT_DIR's default: PORTAL_VAR_DIR/exports
+
+    assert "PORTAL_VAR_DIR=/var/lib/portal" in base
+    for name in ("web", "worker", "beat"):
+        assert f"audit-exports:{folder}" in services[name]["volumes"], name
+        assert "PORTAL_EXPORT_DIR" not in services[name]["environment"], name
+    assert f"install -d -o portal -g portal -m 0750 /var/lib/portal {folder}" in base, (
+        "the volume starts owned by portal"
+    )
+
+
 def test_only_the_web_port_is_published_and_on_the_loopback_by_default() -> None:
     services = compose()["services"]
     published = {name: service.get("ports", []) for name, service in services.items() if service.get("ports")}
