@@ -11,6 +11,17 @@ def _sync_roles(sender: AppConfig, using: str = "default", **kwargs: object) -> 
         sync_role_groups(using=using)
 
 
+def _guard_audit_histories(sender: AppConfig, using: str = "default", **kwargs: object) -> None:
+    """Put the append-only triggers back after every migrate: SQLite rebuilds a table to alter
+    it and the rebuilt table has none, so a later migration that touches an audit table would
+    otherwise leave it unguarded. Installing is idempotent."""
+    from django.db import connections
+
+    from imports.db_guards import install_audit_guards
+
+    install_audit_guards(connections[using])
+
+
 class ImportsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "imports"
@@ -20,6 +31,7 @@ class ImportsConfig(AppConfig):
         # After auth has created the permissions (its post_migrate handler runs first, as
         # django.contrib.auth comes before imports in INSTALLED_APPS).
         post_migrate.connect(_sync_roles, sender=self, dispatch_uid="imports.sync_roles")
+        post_migrate.connect(_guard_audit_histories, sender=self, dispatch_uid="imports.guard_audit_histories")
 
         from imports import admin_history, aws, endpoints
         from imports.ratelimit import DatabaseTokenBucket

@@ -127,3 +127,19 @@ def test_the_database_refuses_an_unknown_state(make_request: Any) -> None:
 
     request.refresh_from_db()
     assert request.state == "submitted"
+
+
+def test_every_migrate_leaves_both_audit_histories_guarded(make_request: Any) -> None:
+    """A migration that alters an audit table makes SQLite rebuild it without its triggers;
+    migrate's last step puts them back. Shown by lifting the guards and migrating again."""
+    from django.core.management import call_command
+
+    from imports.db_guards import AUDIT_TABLES, remove_audit_guards
+
+    make_request(checked=False)  # an event in each history: the requester's creation, the request's
+    remove_audit_guards(connection)
+    call_command("migrate", verbosity=0)
+
+    for table in AUDIT_TABLES:
+        with pytest.raises(DatabaseError, match="append-only"):
+            run_sql(f"DELETE FROM {table}", [])
