@@ -11,7 +11,12 @@ from portal import filesystem_broker
 
 
 def connection(folder: Path, transport: Any) -> Connection:
-    options = {"data_folder_in": str(folder), "data_folder_out": str(folder), "store_processed": False}
+    options = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(folder / "control"),
+        "store_processed": False,
+    }
     return Connection("filesystem://", transport=transport, transport_options=options)
 
 
@@ -44,3 +49,4 @@ def test_a_message_is_written_under_a_name_consumers_skip_then_renamed_into_plac
         assert queue.get(timeout=1).payload == {"n": 1}
         queue.close()
     assert not [name for name in os.listdir(tmp_path) if name.endswith(filesystem_broker.PARTIAL_SUFFIX)]
+    assert not (Path.cwd() / "control").exists()
