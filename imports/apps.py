@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.conf import settings
+from django.contrib.auth.signals import user_logged_in
 from django.db.models.signals import post_migrate
 
 
@@ -33,11 +34,12 @@ class ImportsConfig(AppConfig):
         post_migrate.connect(_sync_roles, sender=self, dispatch_uid="imports.sync_roles")
         post_migrate.connect(_guard_audit_histories, sender=self, dispatch_uid="imports.guard_audit_histories")
 
-        from imports import admin_history, aws, endpoints
+        from imports import admin_history, aws, endpoints, middleware
         from imports.ratelimit import DatabaseTokenBucket
 
         aws.use_endpoint_guard(endpoints.endpoint_problem)
         admin_history.connect()
+        user_logged_in.connect(middleware.start_session_clocks, dispatch_uid="imports.start_session_clocks")
 
         aws.use_rate_limiter(
             DatabaseTokenBucket(

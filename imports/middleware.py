@@ -61,7 +61,18 @@ class SessionLifetimeMiddleware:
             return MSG_SIGNED_OUT_MAX.format(hours=settings.PORTAL_SESSION_MAX_HOURS)
         if now - last_seen > settings.PORTAL_SESSION_IDLE_MINUTES * 60:
             return MSG_SIGNED_OUT_IDLE.format(minutes=settings.PORTAL_SESSION_IDLE_MINUTES)
-        touched = "portal_last_seen" in session and now - last_seen < TOUCH_SECONDS
+        # Noted at most every minute (a session write per click would be waste), but often
+        # enough that a short idle limit never ends a session in use.
+        touch_every = min(TOUCH_SECONDS, settings.PORTAL_SESSION_IDLE_MINUTES * 60 / 4)
+        touched = "portal_last_seen" in session and now - last_seen < touch_every
         if not touched and not request.path.endswith(BACKGROUND_PATH_SUFFIX):
             session["portal_last_seen"] = now
         return ""
+
+
+def start_session_clocks(sender: object, request: HttpRequest, user: object, **kwargs: object) -> None:
+    """Both limits count from the log-in itself (django.contrib.auth's user_logged_in), not from
+    the first page after it: a session never used is ended by the idle limit like any other."""
+    now = time.time()
+    request.session["portal_began"] = now
+    request.session["portal_last_seen"] = now

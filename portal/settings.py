@@ -205,6 +205,21 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("PORTAL_LOGIN_LOCKOUT_MINUTES", 15
 AXES_LOCKOUT_PARAMETERS = "imports.accounts.lockout_parameters"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# A failed log-in is logged with the user name and address tried (never the password), so the
+# log says which account is under attack; axes masks both by default.
+AXES_SENSITIVE_PARAMETERS: list[str] = []
+# Behind reverse proxies (the TLS proxy in front, say), every request comes from a proxy's
+# address: with PORTAL_TRUSTED_PROXY_COUNT proxies, the address counted is the one the outermost
+# of them appended to X-Forwarded-For, counted from the right, where a client cannot write; read
+# with django-ipware, whose proxy count is the proxies listed in the header (the nearest one is
+# the connection itself). Entries a client put in front are ignored, not a reason to give up.
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html
+PORTAL_TRUSTED_PROXY_COUNT = env_int("PORTAL_TRUSTED_PROXY_COUNT", 0)
+if PORTAL_TRUSTED_PROXY_COUNT:
+    AXES_IPWARE_PROXY_COUNT = PORTAL_TRUSTED_PROXY_COUNT - 1
+    AXES_IPWARE_PROXY_ORDER = "left-most"  # ipware's name for the usual order: client, then proxies
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR",)
+    IPWARE_STRICT = False
 # A session ends after PORTAL_SESSION_IDLE_MINUTES without a click, and PORTAL_SESSION_MAX_HOURS
 # after log-in whatever happens (imports.middleware.SessionLifetimeMiddleware); the cookie
 # itself lasts no longer than the latter.

@@ -102,3 +102,24 @@ def test_a_session_ends_eight_hours_after_log_in_however_busy(client: Client, re
     response = client.get(reverse("dashboard"), follow=True)
 
     assert MSG_SIGNED_OUT_MAX.format(hours=8) in response.content.decode()
+
+
+def test_both_session_limits_count_from_the_log_in_itself(client: Client, requester: Any, settings: Any) -> None:
+    """A session signed in and never used is ended by the idle limit when it is first used."""
+    settings.PORTAL_SESSION_IDLE_MINUTES = 30
+    client.force_login(requester)
+    assert client.session["portal_began"] > time.time() - 5
+    age_session(client, portal_began=31 * 60, portal_last_seen=31 * 60)
+
+    response = client.get(reverse("dashboard"), follow=True)
+
+    assert MSG_SIGNED_OUT_IDLE.format(minutes=30) in response.content.decode()
+
+
+def test_a_short_idle_limit_never_ends_a_session_in_use(client: Client, requester: Any, settings: Any) -> None:
+    settings.PORTAL_SESSION_IDLE_MINUTES = 1
+    client.force_login(requester)
+    age_session(client, portal_last_seen=20)  # a click 20 s ago, then this one
+
+    assert client.get(reverse("dashboard")).status_code == 200
+    assert client.session["portal_last_seen"] > time.time() - 5
