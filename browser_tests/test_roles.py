@@ -83,8 +83,9 @@ def test_an_admin_finds_a_request_by_reference_with_its_audit_history_and_cannot
     results.get_by_role("link", name=submitted.reference).click()
 
     expect(admin.get_by_role("heading", level=1)).to_have_text(re.compile("View import request"))
-    expect(admin.locator(".inline-group td.field-action").first).to_have_text("Submitted")
-    expect(admin.locator(".inline-group td.field-actor").first).to_have_text("requester")
+    # The inline lists the newest events first: the submission is the oldest, last.
+    expect(admin.locator(".inline-group td.field-action").last).to_have_text("Submitted")
+    expect(admin.locator(".inline-group td.field-actor_username").last).to_have_text("requester")
     expect(admin.get_by_role("link", name=f"Open {submitted.reference} in the portal to act on it")).to_be_visible()
     expect(admin.locator("input[name=_save], input[name=_continue]")).to_have_count(0)
     expect(admin.get_by_role("link", name="Delete")).to_have_count(0)
