@@ -114,7 +114,10 @@ def _event_filter(export: AuditExport) -> Q:
 def event_rows(condition: Q, *, up_to_seq: int, batch_size: int = BATCH_SIZE) -> Iterator[list[Any]]:
     """The CSV rows of the events matching `condition` up to `up_to_seq`, oldest first."""
     events = (
-        RequestEvent.objects.filter(condition, seq__lte=up_to_seq)
+        # No upper bound in SQL: "seq > last ORDER BY seq LIMIT n" is an index range scan whatever
+        # the statistics say, where a closed range over a freshly loaded table was planned as a
+        # bitmap scan and a sort of everything left (800 µs per event at a million).
+        RequestEvent.objects.filter(condition)
         .order_by("seq")
         # The data as the database's JSON text: no decoding and encoding again for every row.
         .annotate(data_text=Cast("data", output_field=TextField()))
@@ -152,6 +155,8 @@ def event_rows(condition: Q, *, up_to_seq: int, batch_size: int = BATCH_SIZE) ->
             hash_,
             key,
         ) in batch:
+            if seq > up_to_seq:
+                return
             # Only the free-text columns can start like a formula: the others are numbers,
             # timestamps, hex, fixed words, and JSON objects (which start with "{").
             yield [
