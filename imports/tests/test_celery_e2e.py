@@ -318,6 +318,9 @@ def celery(
     def set_publisher_broker(url: str) -> None:
         # portal.celery.app reads CELERY_* lazily from Django settings; check that it follows.
         settings.CELERY_BROKER_URL = url
+        # The embedded broker's transport class (portal.filesystem_broker) is chosen in settings
+        # for a filesystem:// URL; another URL goes with the transport its scheme names.
+        settings.CELERY_BROKER_TRANSPORT = None
         assert celery_app.conf.broker_url == url
         reset_publisher_pool()
 
