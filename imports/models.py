@@ -206,6 +206,17 @@ class ImportRequest(models.Model):
         default=list, blank=True, db_default=models.Value([], output_field=models.JSONField())
     )
 
+    # What happens after the import, approved with it (rules.plan_violations): a bundle, copies
+    # to other regions of the account, sharing with other accounts. {} when nothing.
+    # {"bundle": {"name", "description", "compute_type", "root_gb", "user_gb"},
+    #  "copies": [{"region", "bundle": bool}], "shares": [{"account_id", "region"}]}
+    delivery_plan = models.JSONField(
+        "delivery plan", default=dict, blank=True, db_default=models.Value({}, output_field=models.JSONField())
+    )
+    # How the plan's steps stand (imports.steps), kept with every step's change so that the
+    # list can filter on it: "" (no plan, or not started), running, done, incomplete.
+    rollout = models.CharField(max_length=16, choices=rules.ROLLOUT_CHOICES, blank=True, default="", db_default="")
+
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -220,6 +231,12 @@ class ImportRequest(models.Model):
             models.Index(fields=["state", "created_at", "id"], name="request_state_created"),
             models.Index(fields=["target", "created_at", "id"], name="request_target_created"),
             models.Index(fields=["requester", "created_at", "id"], name="request_requester_created"),
+            # "Rollout incomplete": few rows among many, so only those are indexed.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(rollout__in=[rules.Rollout.RUNNING.value, rules.Rollout.INCOMPLETE.value]),
+                name="request_rollout_open",
+            ),
         ]
         permissions = [("approve_importrequest", "Can approve, reject, send back or retry import requests")]
         constraints = [
@@ -410,6 +427,72 @@ class RequestEvent(models.Model):
             return self.actor_username
         # Events from before usernames were recorded.
         return self.actor.get_username() if self.actor_id else "system"
+
+
+class RolloutStep(models.Model):
+    """One AWS operation of a request's delivery plan (a bundle, a copy, a share), run by the
+    step engine (imports.steps) after the image is AVAILABLE: its own state, lease, attempts
+    and failure, so that a failed step neither undoes nor holds up the others."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting to start"
+        RUNNING = "running", "Calling AWS"
+        WAITING = "waiting", "Waiting to try again"
+        TRACKING = "tracking", "AWS is working on it"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    ACTIVE_STATES = (State.PENDING, State.RUNNING, State.WAITING, State.TRACKING)
+
+    request = models.ForeignKey(ImportRequest, on_delete=models.PROTECT, related_name="steps", db_index=False)
+    position = models.PositiveSmallIntegerField()
+    # The operation (imports.steps.OPERATIONS), and the region it runs in.
+    kind = models.CharField(max_length=16)
+    region = models.CharField(max_length=32)
+    # The step whose result this one needs (a copy, for the bundle and shares in its region);
+    # none: the request's own image.
+    depends_on = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="dependents")
+    # The call's parameters as approved, without the image id (known only once made).
+    parameters = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    # What the step made in AWS (a bundle or image id), and AWS's last word on it.
+    resource_id = models.CharField(max_length=64, blank=True)
+    resource_state = models.CharField(max_length=32, blank=True)
+    calls = models.PositiveIntegerField(default=0)
+    # A call went out whose outcome is unknown: look for what it made before calling again.
+    call_pending = models.BooleanField(default=False)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Why it waits: {"message", "since", "attempts"}.
+    waiting = models.JSONField(default=dict, blank=True)
+    failure = models.JSONField(default=dict, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["request", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "position"], name="rolloutstep_unique_position"),
+            models.CheckConstraint(
+                condition=Q(state__in=["pending", "running", "waiting", "tracking", "done", "failed"]),
+                name="rolloutstep_state_is_known",
+            ),
+        ]
+        # The engine's sweeps and polls look for the few steps still active.
+        indexes = [
+            models.Index(
+                fields=["state", "updated_at"],
+                condition=Q(state__in=["pending", "running", "waiting", "tracking"]),
+                name="rolloutstep_active",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{format_reference(self.request_id)} step {self.position} ({self.kind} in {self.region})"
 
 
 class AdminEvent(models.Model):

@@ -336,3 +336,23 @@ IMPORT_STAGES = {
 
 def stage_label(stage: str) -> str:
     return IMPORT_STAGES.get(stage, stage.replace("_", " ").capitalize())
+
+
+# --- the delivery plan's rollout ---------------------------------------------------------------
+
+
+class Rollout(StrEnum):
+    """How a request's delivery plan stands (ImportRequest.rollout)."""
+
+    NONE = ""
+    RUNNING = "running"
+    DONE = "done"
+    INCOMPLETE = "incomplete"
+
+
+ROLLOUT_CHOICES = [
+    (Rollout.NONE.value, "No rollout"),
+    (Rollout.RUNNING.value, "Rollout running"),
+    (Rollout.DONE.value, "Rollout done"),
+    (Rollout.INCOMPLETE.value, "Rollout incomplete"),
+]

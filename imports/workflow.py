@@ -40,6 +40,7 @@ EDITABLE_FIELDS = (
     "tags",
     "office",
     "justification",
+    "delivery_plan",
 )
 
 MSG_NOT_FOUND = "That request does not exist."
@@ -253,6 +254,8 @@ def _request_snapshot(request: ImportRequest) -> dict[str, Any]:
         "target": {"id": request.target_id, "account_id": request.target.account_id, "region": request.target.region},
         "windows_version": request.windows_version,
         "parameters": request.aws_parameters(),
+        # The delivery plan is approved with the import: its steps run as approved (imports.steps).
+        "plan": request.delivery_plan,
     }
 
 
