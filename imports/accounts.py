@@ -10,13 +10,13 @@ from typing import Any
 from axes.helpers import get_client_username
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, include, path
 from mozilla_django_oidc.views import OIDCAuthenticationRequestView, OIDCLogoutView
 
 from imports.oidc import PortalCallbackView
+from imports.permissions import PermissionsInOneQuery
 
 MSG_LOCAL_LOG_IN_OFF = "Password log-in is switched off: sign in with {provider}."
 
@@ -33,7 +33,7 @@ def lockout_parameters(request_or_attempt: HttpRequest | Any, credentials: dict[
     return ["username", "ip_address"] if username else ["ip_address"]
 
 
-class PasswordBackend(ModelBackend):
+class PasswordBackend(PermissionsInOneQuery):
     """Django's user name and password log-in. With PORTAL_PASSWORD_LOGIN off only a superuser
     passes (the break-glass admin, at the admin's log-in with its second factor), and other
     password sessions end."""

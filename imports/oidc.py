@@ -23,6 +23,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
 
 from imports import roles
+from imports.permissions import PermissionsInOneQuery
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def sync_roles(user: Any, portal_roles: frozenset[str]) -> None:
     user.__dict__.pop("_portal_roles", None)
 
 
-class PortalOIDCBackend(OIDCAuthenticationBackend):
+class PortalOIDCBackend(PermissionsInOneQuery, OIDCAuthenticationBackend):
     """Signs in the person the IdP vouched for: the user named by PORTAL_OIDC_USERNAME_CLAIM,
     created at their first log-in with an unusable password, their role groups set from the
     group claim at every log-in. Never a superuser, nor an account that signs in with a password:

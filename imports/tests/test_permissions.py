@@ -1,0 +1,60 @@
+"""Permission checks in one query: the same permissions as Django's ModelBackend finds."""
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from imports import roles
+from imports.accounts import PasswordBackend
+from imports.oidc import PortalOIDCBackend
+from imports.permissions import PermissionsInOneQuery
+from imports.tests.conftest import make_user
+
+
+def fresh(user: Any) -> Any:
+    """The user as a new request reads it, without the permissions an earlier check kept."""
+    return get_user_model().objects.get(pk=user.pk)
+
+
+@pytest.mark.django_db
+def test_a_users_own_and_group_permissions_are_read_in_one_query() -> None:
+    user = make_user("both", groups=(roles.APPROVERS, roles.AUDITORS))
+    user.user_permissions.add(Permission.objects.get(codename="change_awstarget"))
+    reread = fresh(user)
+
+    with CaptureQueriesContext(connection) as queries:
+        found = PasswordBackend().get_all_permissions(reread)
+
+    assert len(queries) == 1
+    assert found == ModelBackend().get_all_permissions(fresh(user))
+    assert {"imports.change_awstarget", "imports.approve_importrequest", "imports.view_adminevent"} <= found
+    assert fresh(user).has_perm("imports.view_adminevent")
+    assert not fresh(user).has_perm("imports.delete_importrequest")
+
+
+def test_single_sign_on_checks_permissions_the_same_way() -> None:
+    # With single sign-on its back end comes first, and answers permission checks first.
+    assert PortalOIDCBackend.get_all_permissions is PermissionsInOneQuery.get_all_permissions
+
+
+@pytest.mark.django_db
+def test_no_permission_for_an_inactive_user_nor_for_an_object() -> None:
+    user = make_user("gone", groups=(roles.APPROVERS,))
+    target = make_user("other")
+    get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+
+    assert PasswordBackend().get_all_permissions(fresh(user)) == set()
+    assert PasswordBackend().get_all_permissions(make_user("some", groups=(roles.AUDITORS,)), obj=target) == set()
+
+
+@pytest.mark.django_db
+def test_a_superuser_has_every_permission(superuser: Any) -> None:
+    assert PasswordBackend().get_all_permissions(fresh(superuser)) == ModelBackend().get_all_permissions(
+        fresh(superuser)
+    )
+    assert len(PasswordBackend().get_all_permissions(fresh(superuser))) == Permission.objects.count()
