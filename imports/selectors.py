@@ -8,13 +8,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet, Value
 from django.utils import timezone
 
 from imports import aws, dispatch, roles
 from imports.models import AwsTarget, ImportRequest, RequestEvent
 
 logger = logging.getLogger(__name__)
+SUBMITTED = ImportRequest.State.SUBMITTED.value
 
 
 def sees_all_requests(user: AbstractBaseUser) -> bool:
@@ -45,9 +46,55 @@ def approval_queue(user: AbstractBaseUser) -> QuerySet[ImportRequest]:
     )
 
 
-def state_counts(requests: QuerySet[ImportRequest]) -> dict[str, int]:
-    rows = requests.order_by().values("state").annotate(n=Count("id"))
-    return {row["state"]: row["n"] for row in rows}
+@dataclass(frozen=True)
+class Desk:
+    """The dashboard's own rows: the user's requests by state and the latest of them, and (for an
+    approver) the approvals queue's size and its oldest requests."""
+
+    my_counts: dict[str, int]
+    my_latest: list[ImportRequest]
+    queue_size: int
+    queue: list[ImportRequest]
+
+
+def desk(user: AbstractBaseUser, *, size: int) -> Desk:
+    """Two queries whatever the history's size. The counts: the user's requests by state, and
+    every submitted request (the queue is those less the user's own), one UNION ALL of two
+    grouped counts, each read from an index alone (requester, or state). The rows: the user's
+    `size` newest requests and the queue's `size` oldest, one UNION ALL, each half along its
+    (requester | state, created_at, id) index."""
+    mine = Q(requester=user)
+    approves = roles.has_role(user, roles.APPROVERS)
+    counts = _counts_by_state(ImportRequest.objects.filter(mine), "mine")
+    if approves:
+        counts = counts.union(_counts_by_state(ImportRequest.objects.filter(state=SUBMITTED), "all"), all=True)
+    counted: dict[str, dict[str, int]] = {"mine": {}, "all": {}}
+    for whose, state, n in counts:
+        counted[whose][state] = n
+    my_counts = counted["mine"]
+
+    # A sliced query cannot stand in a UNION on SQLite: each half names its rows by a subquery.
+    newest = ImportRequest.objects.filter(mine).order_by("-created_at", "-id").values("pk")[:size]
+    rows = ImportRequest.objects.select_related("target", "requester").order_by()
+    latest = rows.filter(pk__in=newest)
+    if approves:
+        latest = latest.union(rows.filter(pk__in=approval_queue(user).values("pk")[:size]), all=True)
+    found = sorted(latest, key=lambda r: (r.created_at, r.pk))
+    return Desk(
+        my_counts=my_counts,
+        my_latest=[r for r in reversed(found) if r.requester_id == user.pk],
+        queue_size=counted["all"].get(SUBMITTED, 0) - my_counts.get(SUBMITTED, 0),
+        queue=[r for r in found if r.requester_id != user.pk],
+    )
+
+
+def _counts_by_state(requests: QuerySet[ImportRequest], whose: str) -> QuerySet[ImportRequest]:
+    return (
+        requests.order_by()
+        .values("state")
+        .annotate(n=Count("pk"), whose=Value(whose))
+        .values_list("whose", "state", "n")
+    )
 
 
 @dataclass(frozen=True)

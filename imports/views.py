@@ -71,9 +71,8 @@ def _visible_or_404(request: HttpRequest, pk: int) -> ImportRequest:
 
 @require_http_methods(["GET", "HEAD"])
 def dashboard(request: HttpRequest) -> HttpResponse:
-    mine = ImportRequest.objects.filter(requester=request.user)
-    counts = selectors.state_counts(mine)
-    queue = selectors.approval_queue(request.user)
+    desk = selectors.desk(request.user, size=10)
+    counts = desk.my_counts
     return render(
         request,
         "imports/dashboard.html",
@@ -81,9 +80,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "my_counts": [
                 (state, label, counts[state]) for state, label in ImportRequest.State.choices if state in counts
             ],
-            "my_requests": mine.select_related("target")[:10],
-            "queue": queue[:10],
-            "queue_size": queue.count(),
+            "my_requests": desk.my_latest,
+            "queue": desk.queue,
+            "queue_size": desk.queue_size,
             "charts": charts.dashboard_charts() if _reads_the_charts(request.user) else None,
         },
     )

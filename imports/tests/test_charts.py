@@ -103,11 +103,11 @@ def test_quota_use_counts_the_images_each_target_holds(activity: dict[str, Impor
     assert figures["quota"] == [{"label": target.name, "value": 3, "limit": 40}]
 
 
-def test_the_charts_take_a_few_queries_whatever_the_number_of_requests(activity: dict[str, ImportRequest]) -> None:
+def test_the_charts_take_two_queries_whatever_the_number_of_requests(activity: dict[str, ImportRequest]) -> None:
     with CaptureQueriesContext(connection) as queries:
         charts.compute_charts()
 
-    assert len(queries) <= 5
+    assert len(queries) == 2
 
 
 @pytest.mark.parametrize(("values", "fraction", "expected"), [([1, 2, 3, 4], 0.9, 3.7), ([5], 0.5, 5), ([], 0.5, None)])
@@ -118,17 +118,20 @@ def test_percentiles_interpolate_as_postgresqls_percentile_cont(
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="percentile_cont is PostgreSQL's")
-def test_postgresql_computes_the_same_percentiles_as_the_portable_fallback(activity: dict[str, ImportRequest]) -> None:
+def test_postgresql_computes_the_same_figures_as_the_portable_fallback(activity: dict[str, ImportRequest]) -> None:
     figures = charts.compute_charts()
 
-    fallback = charts._percentiles_in_python(charts._durations_query(timezone.now() - timedelta(weeks=charts.WEEKS)))
-    in_sql = charts._percentiles_in_sql(charts._durations_query(timezone.now() - timedelta(weeks=charts.WEEKS)))
+    fallback = charts._weekly_in_python(charts._requests_query(timezone.now() - timedelta(weeks=charts.WEEKS)))
+    in_sql = charts._weekly_in_sql(charts._requests_query(timezone.now() - timedelta(weeks=charts.WEEKS)))
 
     assert figures["duration_rows"]
     assert in_sql.keys() == fallback.keys()
-    for week, values in in_sql.items():
-        for key, hours in values.items():
-            assert hours == pytest.approx(fallback[week][key])
+    for week, figures_in_sql in in_sql.items():
+        assert +figures_in_sql.outcomes == +fallback[week].outcomes
+        assert figures_in_sql.failures == fallback[week].failures
+        assert figures_in_sql.hours.keys() == set(charts.DURATION_KEYS)
+        for key, hours in figures_in_sql.hours.items():
+            assert hours == pytest.approx(fallback[week].hours.get(key))
 
 
 # --- the page ----------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """seed_scale: a history at scale that verify_audit accepts, and its refusals."""
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Count
+from django.utils import timezone
 
 from imports import audit
 from imports.management.commands.seed_scale import MSG_DEBUG_OFF
@@ -72,3 +74,17 @@ def test_a_new_request_after_the_seed_continues_the_chain(settings: Any, make_re
 
     assert created.pk > ImportRequest.objects.exclude(pk=created.pk).latest("pk").pk
     assert audit.verify_chain()[1] == []
+
+
+@pytest.mark.django_db
+def test_the_history_ends_two_days_ago_every_event_in_the_past(settings: Any) -> None:
+    settings.DEBUG = True
+
+    seed()
+
+    now = timezone.now()
+    newest = ImportRequest.objects.latest("created_at").created_at
+    assert now - timedelta(days=2, minutes=16) < newest <= now - timedelta(days=2)
+    assert RequestEvent.objects.latest("created_at").created_at < now
+    # 60 requests, one every 16 minutes: all of them in the dashboard's weeks.
+    assert ImportRequest.objects.filter(created_at__gte=now - timedelta(days=3)).count() == 60
