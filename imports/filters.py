@@ -33,8 +33,7 @@ class RequestFilter(django_filters.FilterSet):
     # A user name, not a list of everyone who ever filed a request: that list took a DISTINCT
     # over every request on each page, and would not fit a drop-down at thousands of people.
     requester = django_filters.CharFilter(
-        field_name="requester__username",
-        lookup_expr="iexact",
+        method="by_requester",
         label="Requester",
         max_length=150,
         widget=forms.TextInput(attrs={"placeholder": "User name", "autocomplete": "off", "class": "form-control"}),
@@ -55,6 +54,13 @@ class RequestFilter(django_filters.FilterSet):
     class Meta:
         model = ImportRequest
         fields = ["q", "state", "target", "requester", "created_from", "created_to"]
+
+    def by_requester(self, queryset: QuerySet[ImportRequest], name: str, value: str) -> QuerySet[ImportRequest]:
+        # The user is looked up first (a small table): the page then reads the (requester,
+        # created_at, id) index from the top. Joined on the name instead, the database walked
+        # every request newer than the requester's (all 100,000 for one who filed none).
+        users = get_user_model().objects.filter(username__iexact=value.strip()).values_list("pk", flat=True)
+        return queryset.filter(requester__in=list(users))
 
     def search(self, queryset: QuerySet[ImportRequest], name: str, value: str) -> QuerySet[ImportRequest]:
         text = value.strip()

@@ -271,6 +271,26 @@ def test_search_finds_a_request_by_any_of_its_columns_in_any_case(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(("name", "found"), [("rita", True), ("RITA", True), (" rita ", True), ("rit", False)])
+def test_the_requester_filter_names_one_user_in_any_case(
+    client: Client, auditor: Any, make_request: Any, other_requester: Any, settings: Any, name: str, found: bool
+) -> None:
+    settings.DEBUG = True
+    ritas = [make_request(), make_request()]
+    make_request(by=other_requester)
+    client.force_login(auditor)
+
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(reverse("request_list"), {"requester": name}).context["page"]
+
+    assert [r.pk for r in page.object_list] == ([r.pk for r in reversed(ritas)] if found else [])
+    # The list reads the requester's id, not a join on user names (for no such user: nothing).
+    listed = [q["sql"] for q in queries if 'FROM "imports_importrequest"' in q["sql"]]
+    assert len(listed) == found
+    assert not [sql for sql in listed if '"auth_user"."username"' in sql.split("WHERE", 1)[1]]
+
+
+@pytest.mark.django_db
 def test_postgresql_has_trigram_indexes_for_the_search() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("trigram indexes are PostgreSQL's (SQLite searches the same columns without them)")
