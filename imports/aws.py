@@ -92,6 +92,7 @@ MSG_IMAGE_IN_USE = (
     "delete those bundles and unshare the image in the WorkSpaces console, then try again."
 )
 MSG_INVALID_STATE = "AWS cannot do this while the image is in its current state. Wait a few minutes and try again."
+MSG_UNAVAILABLE = "AWS says what this needs is not ready yet. The portal tries again shortly."
 MSG_LIMIT_EXCEEDED = (
     "The account has reached a WorkSpaces limit (images, or imports running at once). "
     "The portal waits and tries again later."
@@ -188,6 +189,12 @@ class InvalidState(Refused):
     pass
 
 
+class Unavailable(AwsError):
+    """The resource is not ready for this yet (an image still PENDING, say): later may work."""
+
+    retryable = True
+
+
 class LimitExceeded(AwsError):
     retryable = True
 
@@ -242,6 +249,7 @@ _BY_CODE: dict[str, tuple[type[AwsError], str]] = {
     "ResourceAssociatedException": (ImageInUse, MSG_IMAGE_IN_USE),
     "InvalidResourceStateException": (InvalidState, MSG_INVALID_STATE),
     "ResourceLimitExceededException": (LimitExceeded, MSG_LIMIT_EXCEEDED),
+    "ResourceUnavailableException": (Unavailable, MSG_UNAVAILABLE),
 }
 
 
@@ -592,6 +600,105 @@ def image_tags(target: Target, image_id: str) -> dict[str, str]:
     with _explained():
         response = workspaces.describe_tags(ResourceId=image_id)
     return {tag["Key"]: tag.get("Value", "") for tag in response.get("TagList", [])}
+
+
+# --- the rollout: bundles, copies, sharing -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InRegion:
+    """A target's account in another of its regions: same credentials and endpoint."""
+
+    account_id: str
+    region: str
+    credentials: str
+    role_arn: str
+    external_id: str
+    endpoint_url: str
+
+
+def in_region(target: Target, region: str) -> Target:
+    return InRegion(**{**{f.name: getattr(target, f.name) for f in fields(_Spec)}, "region": region})
+
+
+@dataclass(frozen=True)
+class Bundle:
+    bundle_id: str
+    name: str
+    state: str
+    image_id: str = ""
+    compute_type: str = ""
+    error: str = ""
+
+    @classmethod
+    def from_aws(cls, bundle: dict[str, Any]) -> "Bundle":
+        return cls(
+            bundle_id=bundle["BundleId"],
+            name=bundle.get("Name", ""),
+            # A bundle with no State is one AWS made before states existed: usable.
+            state=bundle.get("State", "AVAILABLE"),
+            image_id=bundle.get("ImageId", ""),
+            compute_type=(bundle.get("ComputeType") or {}).get("Name", ""),
+        )
+
+
+def create_bundle(target: Target, *, parameters: dict[str, Any], identity: str) -> Bundle:
+    """CreateWorkspaceBundle, sent once (attempts=1): after a lost answer the caller looks for the
+    bundle by name before it sends again."""
+    workspaces = client(target, "workspaces", identity=identity, attempts=1)
+    with _explained():
+        return Bundle.from_aws(workspaces.create_workspace_bundle(**parameters)["WorkspaceBundle"])
+
+
+def owned_bundles(target: Target) -> Iterator[Bundle]:
+    """The account's own bundles in the target's region (no Owner: "the bundles that belong to
+    your account"), page by page."""
+    paginator = client(target, "workspaces").get_paginator("describe_workspace_bundles")
+    with _explained():
+        for page in paginator.paginate():
+            for bundle in page.get("Bundles", []):
+                yield Bundle.from_aws(bundle)
+
+
+def find_bundle(target: Target, *, name: str) -> Bundle | None:
+    return next((bundle for bundle in owned_bundles(target) if bundle.name == name), None)
+
+
+def describe_bundle(target: Target, bundle_id: str) -> Bundle | None:
+    workspaces = client(target, "workspaces")
+    with _explained():
+        bundles = workspaces.describe_workspace_bundles(BundleIds=[bundle_id]).get("Bundles", [])
+    return Bundle.from_aws(bundles[0]) if bundles else None
+
+
+def copy_image(destination: Target, *, parameters: dict[str, Any], identity: str) -> str:
+    """CopyWorkspaceImage, called in the destination region (SourceRegion names the source);
+    sent once, as an import is. The copy's image id."""
+    workspaces = client(destination, "workspaces", identity=identity, attempts=1)
+    with _explained():
+        return workspaces.copy_workspace_image(**parameters)["ImageId"]
+
+
+def share_image(target: Target, *, image_id: str, account_id: str, identity: str, allow: bool = True) -> None:
+    """UpdateWorkspaceImagePermission for one account (AllowCopyImage: the account may copy it,
+    which is how it makes bundles of it). Granting twice grants once, so it may be retried."""
+    workspaces = client(target, "workspaces", identity=identity)
+    with _explained():
+        workspaces.update_workspace_image_permission(ImageId=image_id, AllowCopyImage=allow, SharedAccountId=account_id)
+
+
+def image_shared_with(target: Target, image_id: str) -> set[str]:
+    """The accounts the image is shared with, page by page (no paginator in botocore)."""
+    workspaces = client(target, "workspaces")
+    accounts: set[str] = set()
+    token: dict[str, str] = {}
+    while True:
+        with _explained():
+            page = workspaces.describe_workspace_image_permissions(ImageId=image_id, MaxResults=DESCRIBE_BATCH, **token)
+        accounts.update(grant["SharedAccountId"] for grant in page.get("ImagePermissions", []))
+        if not page.get("NextToken"):
+            return accounts
+        token = {"NextToken": page["NextToken"]}
 
 
 # --- EC2 images ------------------------------------------------------------------------------

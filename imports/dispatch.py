@@ -34,16 +34,19 @@ class Message:
     task_name: str
     args: tuple[Any, ...]
     request_id: int | None
+    step_id: int | None = None
 
 
-def after_commit(task_name: str, *args: Any, request_id: int | None = None) -> None:
-    transaction.on_commit(partial(publish, task_name, args, request_id=request_id))
+def after_commit(task_name: str, *args: Any, request_id: int | None = None, step_id: int | None = None) -> None:
+    transaction.on_commit(partial(publish, task_name, args, request_id=request_id, step_id=step_id))
 
 
-def publish(task_name: str, args: tuple[Any, ...], *, request_id: int | None = None) -> None:
-    """Queue a task for sending; returns at once. `request_id`: the request whose pending work
-    this message carries, marked once the broker has it."""
-    _outbox.put(Message(task_name, tuple(args), request_id))
+def publish(
+    task_name: str, args: tuple[Any, ...], *, request_id: int | None = None, step_id: int | None = None
+) -> None:
+    """Queue a task for sending; returns at once. `request_id` (or `step_id`, a rollout step):
+    whose pending work this message carries, marked once the broker has it."""
+    _outbox.put(Message(task_name, tuple(args), request_id, step_id))
 
 
 def flush(timeout: float) -> bool:
@@ -58,21 +61,25 @@ def send(message: Message) -> bool:
     except Exception:
         logger.exception("could not queue %s%r; the sweeper will send it again", message.task_name, message.args)
         return False
-    if message.request_id is not None:
-        _mark_dispatched(message.request_id)
+    if message.request_id is not None or message.step_id is not None:
+        _mark_dispatched(message)
     return True
 
 
-def _mark_dispatched(request_id: int) -> None:
-    from imports.models import ImportRequest  # the app registry is ready by the time a message is sent
+def _mark_dispatched(message: Message) -> None:
+    # The app registry is ready by the time a message is sent.
+    from imports.models import ImportRequest, RolloutStep
 
     # This thread's own connection, kept no longer than DATABASE_CONN_MAX_AGE says, as a request's.
     close_old_connections()
     try:
-        ImportRequest.objects.filter(pk=request_id).update(dispatched_at=timezone.now())
+        if message.request_id is not None:
+            ImportRequest.objects.filter(pk=message.request_id).update(dispatched_at=timezone.now())
+        if message.step_id is not None:
+            RolloutStep.objects.filter(pk=message.step_id).update(dispatched_at=timezone.now())
     except Exception:
         # Unmarked work is merely sent again by the sweeper, which the tasks take calmly.
-        logger.exception("could not mark request %s as dispatched", request_id)
+        logger.exception("could not mark %s%r as dispatched", message.task_name, message.args)
     finally:
         close_old_connections()
 

@@ -20,23 +20,20 @@ How an import survives what AWS and the machines do:
 """
 
 import logging
-import random
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
 from imports import aws, dispatch, image_errors, rules, workflow
-from imports.locks import job_lock
+from imports.locks import job_lock, lease_kept
 from imports.models import AwsTarget, ImportRequest
+from imports.retry import TryAgain, backoff
 
 logger = logging.getLogger(__name__)
 State = ImportRequest.State
@@ -82,26 +79,6 @@ TARGET_CHECKS = frozenset({"credentials", "byol"})
 VANISHED_AFTER = timedelta(minutes=30)
 # A turn at most this far off is waited for by the worker itself; a later one is a scheduled retry.
 INLINE_TURN_SECONDS = 1.0
-
-
-class TryAgain(Exception):
-    """The import waits: run it again in `seconds`, resuming with `lease_token` at `due_at`."""
-
-    def __init__(self, seconds: float, lease_token: str, due_at: datetime) -> None:
-        super().__init__(f"try again in {seconds:.0f} s")
-        self.seconds = seconds
-        self.lease_token = lease_token
-        self.due_at = due_at
-
-
-def backoff(attempt: int, *, base: float = 5.0, cap: float | None = None) -> float:
-    """Exponential backoff with jitter: half the delay fixed, half random, so that workers that
-    failed together do not retry together. The cap keeps a request that waited through an
-    outage close behind AWS's return.
-    https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/"""
-    cap = settings.PORTAL_RETRY_MAX_SECONDS if cap is None else cap
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 -- jitter, not a secret
 
 
 # --- pre-flight ------------------------------------------------------------------------------
@@ -177,33 +154,13 @@ def _take(request_id: int, lease_token: str, due_at: datetime | None) -> ImportR
     return None
 
 
-@contextmanager
-def _lease_kept(request_id: int, lease_token: str) -> Iterator[None]:
-    """Renew the lease every third of its length while the body runs. If this process dies or
-    hangs past its time limit, the renewals stop and the lease runs out soon after."""
+def _lease_kept(request_id: int, lease_token: str) -> AbstractContextManager[None]:
     seconds = settings.PORTAL_IMPORT_LEASE_SECONDS
-    stop = threading.Event()
-
-    def renew() -> None:
-        try:
-            while not stop.wait(seconds / 3):
-                try:
-                    if not workflow.renew_lease(request_id=request_id, lease_token=lease_token, lease_seconds=seconds):
-                        return  # taken over, or done: nothing of ours to renew
-                except Exception:
-                    # A database blip: the next renewal may well work, and the lease has time left.
-                    logger.exception("could not renew the lease of %s", request_id)
-                    connection.close()
-        finally:
-            connection.close()  # this thread's own connection
-
-    heartbeat = threading.Thread(target=renew, daemon=True, name=f"lease-{request_id}")
-    heartbeat.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        heartbeat.join()
+    return lease_kept(
+        f"request {request_id}",
+        lambda: workflow.renew_lease(request_id=request_id, lease_token=lease_token, lease_seconds=seconds),
+        seconds=seconds,
+    )
 
 
 def _attempt(request: ImportRequest, *, resumed: bool) -> None:
@@ -612,6 +569,8 @@ class SweepReport:
     unclaimed: int = 0
     lost_claims: int = 0
     unchecked: int = 0
+    # Rollout steps sent again (imports.steps.engine.lost_steps).
+    steps: int = 0
 
 
 def _unsent_since(due: Any, now: datetime) -> Q:
@@ -653,3 +612,8 @@ def _sweep(report: SweepReport, now: datetime) -> None:
         if not request.preflight_is_current:
             dispatch.publish("run_preflight_checks", (request.pk, request.version), request_id=request.pk)
             report.unchecked += 1
+    from imports.steps.engine import lost_steps  # the step engine builds on this module
+
+    for step_id in lost_steps(now, unsent_since=_unsent_since):
+        dispatch.publish("run_step", (step_id,), step_id=step_id)
+        report.steps += 1

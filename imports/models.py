@@ -377,6 +377,13 @@ class EventAction(models.TextChoices):
     RECLAIM = "reclaim", "Import attempt resumed"
     IMAGE_STALLED = "image_stalled", "Import is taking unusually long"
     IMAGE_DELETED = "image_deleted", "Deleted the failed image of an earlier attempt"
+    # The delivery plan's steps (imports.steps): each event's data names the step.
+    STEP_CALL = "step_call", "Asked AWS for a rollout step"
+    STEP_ACCEPTED = "step_accepted", "Rollout step accepted by AWS"
+    STEP_RETRY = "step_retry", "Rollout step will be tried again"
+    STEP_DONE = "step_done", "Rollout step done"
+    STEP_FAILED = "step_failed", "Rollout step failed"
+    STEP_RETRIED = "step_retried", "Retried a rollout step"
 
 
 class RequestEvent(models.Model):
@@ -493,6 +500,21 @@ class RolloutStep(models.Model):
 
     def __str__(self) -> str:
         return f"{format_reference(self.request_id)} step {self.position} ({self.kind} in {self.region})"
+
+    @property
+    def operation(self) -> Any:
+        from imports.steps import OPERATIONS  # the operations read these rows
+
+        return OPERATIONS[self.kind]
+
+    @property
+    def label(self) -> str:
+        """What the step does, in plain words ("Bundle ... in eu-west-1")."""
+        return self.operation.label(self)
+
+    @property
+    def console_url(self) -> str:
+        return self.operation.console_url(self)
 
 
 class AdminEvent(models.Model):

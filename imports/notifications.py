@@ -58,3 +58,18 @@ def import_stalled(request: ImportRequest, event: RequestEvent) -> None:
     approvers = [user.email for user in selectors.approvers_for(request) if user.email]
     to = sorted({*approvers, *([request.requester.email] if request.requester.email else [])})
     _send(template="stalled", subject=f"import stalled: {request.image_name}", request=request, event=event, to=to)
+
+
+def rollout_finished(request: ImportRequest, event: RequestEvent) -> None:
+    """The requester and the approvers: every step of the delivery plan has ended, each done or
+    failed (a failed one waits for an approver's retry)."""
+    approvers = [user.email for user in selectors.approvers_for(request) if user.email]
+    to = sorted({*approvers, *([request.requester.email] if request.requester.email else [])})
+    outcome = "incomplete" if request.rollout == "incomplete" else "done"
+    _send(
+        template="rollout_finished",
+        subject=f"rollout {outcome}: {request.image_name}",
+        request=request,
+        event=event,
+        to=to,
+    )

@@ -10,6 +10,7 @@ from django.conf import settings
 
 from imports import anchor, dispatch, execution, exports
 from imports.locks import job_lock
+from imports.steps import engine as steps_engine
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +36,34 @@ def import_request(self: Task, request_id: int, lease_token: str = "", due_at: s
         raise self.retry(args=(request_id, wait.lease_token, wait.due_at.isoformat()), countdown=wait.seconds) from None
 
 
+@shared_task(bind=True, max_retries=None)
+def run_step(self: Task, step_id: int, lease_token: str = "", due_at: str = "") -> None:
+    """One step of a request's delivery plan (imports.steps.engine)."""
+    resume_at = datetime.fromisoformat(due_at) if due_at else None
+    try:
+        steps_engine.run_step(step_id, lease_token=lease_token, due_at=resume_at)
+    except execution.TryAgain as wait:
+        raise self.retry(args=(step_id, wait.lease_token, wait.due_at.isoformat()), countdown=wait.seconds) from None
+
+
 @shared_task
 def poll_importing_images() -> int:
-    """Send one `poll_target` per target with importing images, so accounts are asked side by side."""
+    """Send one `poll_target` per target with importing images, so accounts are asked side by
+    side, and one `poll_rollout_steps` when AWS works on rollout steps."""
     with job_lock("poll", hold_seconds=60, min_interval_seconds=settings.PORTAL_POLL_SECONDS / 2) as mine:
         if not mine:
             return 0
         target_ids = execution.importing_target_ids()
         for target_id in target_ids:
             dispatch.publish("poll_target", (target_id,))
+        if steps_engine.tracking_steps().exists():
+            dispatch.publish("poll_rollout_steps", ())
         return len(target_ids)
+
+
+@shared_task
+def poll_rollout_steps() -> dict[str, int]:
+    return steps_engine.poll_steps(min_interval=settings.PORTAL_POLL_SECONDS / 2)
 
 
 @shared_task

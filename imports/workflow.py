@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from imports import dispatch, notifications, roles
 from imports.audit import append_event
-from imports.models import EventAction, ImportRequest, RequestEvent, format_reference
+from imports.models import EventAction, ImportRequest, RequestEvent, RolloutStep, format_reference
+from imports.rules import Rollout
 
 State = ImportRequest.State
 
@@ -100,10 +101,17 @@ TRANSITIONS: dict[Action, Transition] = {
     Action.RECLAIM: Transition((State.SUBMITTING,), None, "taken over"),
     Action.IMAGE_STALLED: Transition((State.IMPORTING,), None, "flagged as stalled"),
     Action.IMAGE_DELETED: Transition((State.SUBMITTING,), None, "cleaned up"),
+    # The delivery plan's steps (imports.steps), once the image is available.
+    Action.STEP_CALL: Transition((State.AVAILABLE,), None, "rolled out"),
+    Action.STEP_ACCEPTED: Transition((State.AVAILABLE,), None, "rolled out"),
+    Action.STEP_RETRY: Transition((State.AVAILABLE,), None, "rolled out"),
+    Action.STEP_DONE: Transition((State.AVAILABLE,), None, "rolled out"),
+    Action.STEP_FAILED: Transition((State.AVAILABLE,), None, "rolled out"),
+    Action.STEP_RETRIED: Transition((State.AVAILABLE,), None, "rolled out"),
 }
 
 REQUESTER_ACTIONS = frozenset({Action.EDIT, Action.REVISE, Action.CANCEL})
-APPROVER_ACTIONS = frozenset({Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES, Action.RETRY})
+APPROVER_ACTIONS = frozenset({Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES, Action.RETRY, Action.STEP_RETRIED})
 COMMENT_REQUIRED = frozenset({Action.REJECT, Action.REQUEST_CHANGES})
 DECISIONS = (Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES, Action.CANCEL)
 
@@ -154,6 +162,7 @@ def available_actions(user: AbstractBaseUser, request: ImportRequest) -> list[Ac
         if request.state in TRANSITIONS[action].sources
         and may(user, action, request)
         and (action != Action.RETRY or may_retry(request))
+        and action != Action.STEP_RETRIED  # offered on the step itself (may_retry_step)
     ]
 
 
@@ -673,13 +682,33 @@ def record_image_deleted(*, request_id: int, lease_token: str, image_id: str) ->
 
 
 def record_image_available(*, request_id: int, data: dict[str, Any]) -> ImportRequest:
+    """The image is AVAILABLE: the delivery plan as approved becomes its steps, in the same
+    transaction, and the first ones are queued after commit."""
+    from imports import steps  # the plan's operations, which call back into this module
+
+    def changes(request: ImportRequest) -> dict[str, Any]:
+        made = steps.plan_steps(request, approved_plan(request))
+        return {"rollout": Rollout.RUNNING} if made else {}
+
+    def after_commit(request: ImportRequest, event: RequestEvent) -> None:
+        notifications.import_finished(request, event)
+        for step_id in request.steps.filter(depends_on__isnull=True).values_list("pk", flat=True):
+            dispatch.publish("run_step", (step_id,), step_id=step_id)
+
     return _transition(
         request_id=request_id,
         action=Action.IMAGE_AVAILABLE,
         actor=None,
+        changes=changes,
         data=data,
-        after_commit=notifications.import_finished,
+        after_commit=after_commit,
     )
+
+
+def approved_plan(request: ImportRequest) -> dict[str, Any]:
+    """The delivery plan of the latest approval (an approval from before plans: none)."""
+    approval = request.events.filter(action__in=[Action.APPROVE, Action.RETRY]).order_by("-seq").first()
+    return (approval.data.get("plan") if approval else None) or {}
 
 
 def record_image_failed(*, request_id: int, failure: dict[str, Any], data: dict[str, Any]) -> ImportRequest:
@@ -731,3 +760,274 @@ def record_import_progress(*, request_id: int, stage: str, message: str, progres
             import_stages=stages,
         )
     return True
+
+
+# --- the delivery plan's steps -----------------------------------------------------------------
+# Each step of a request's plan changes on its own, a compare-and-set on the step's row with its
+# audit event in the request's history, in one transaction; the request's `rollout` follows.
+
+StepState = RolloutStep.State
+
+MSG_STEP_LEASE_HELD = "Another worker is running this step right now."
+MSG_STEP_NOT_FAILED = "This step has not failed, so there is nothing to retry. Nothing was changed."
+
+
+def _step_change(
+    *,
+    step_id: int,
+    action: Action,
+    guard: Callable[[RolloutStep], bool],
+    changes: dict[str, Any],
+    data: dict[str, Any] | None = None,
+    actor: AbstractBaseUser | None = None,
+    comment: str = "",
+    after_commit: Callable[[RolloutStep], None] | None = None,
+) -> RolloutStep:
+    """Move one step: check `guard` with the step and its request locked, change, audit on the
+    request, recount the rollout; all in one transaction."""
+    with transaction.atomic():
+        step = _locked_step(step_id, of=("self", "request"))
+        if actor is not None:
+            _ensure_may(actor, action, step.request)
+        if step.request.state != State.AVAILABLE or not guard(step):
+            raise Conflict(MSG_STEP_LEASE_HELD if actor is None else MSG_STEP_NOT_FAILED)
+        RolloutStep.objects.filter(pk=step_id).update(**changes, updated_at=timezone.now())
+        step.refresh_from_db()
+        request = step.request
+        finished = _recount_rollout(request)
+        event = append_event(
+            request,
+            action=action,
+            actor=actor,
+            from_state=request.state,
+            to_state=request.state,
+            comment=comment,
+            data={"step": step.position, "kind": step.kind, "region": step.region, **(data or {})},
+        )
+        if after_commit:
+            transaction.on_commit(lambda: after_commit(step), robust=True)
+        if finished:
+            transaction.on_commit(lambda: notifications.rollout_finished(request, event), robust=True)
+    return step
+
+
+def _locked_step(step_id: int, *, of: tuple[str, ...]) -> RolloutStep:
+    step = (
+        RolloutStep.objects.select_for_update(of=of)
+        .select_related("request__target", "depends_on")
+        .filter(pk=step_id)
+        .first()
+    )
+    if step is None:
+        raise NotFound(MSG_NOT_FOUND)
+    return step
+
+
+def _recount_rollout(request: ImportRequest) -> bool:
+    """Keep the request's `rollout` in step with its steps; True when the rollout just ended.
+    A step waiting on a failed one is blocked, not running: it starts after that one's retry."""
+    steps = {pk: (state, after) for pk, state, after in request.steps.values_list("pk", "state", "depends_on_id")}
+
+    def blocked(pk: int) -> bool:
+        after = steps[pk][1]
+        return after is not None and (steps[after][0] == StepState.FAILED or blocked(after))
+
+    states = {state for pk, (state, _) in steps.items() if not (state == StepState.PENDING and blocked(pk))}
+    if not steps:
+        rollout = Rollout.NONE
+    elif states & set(RolloutStep.ACTIVE_STATES):
+        rollout = Rollout.RUNNING
+    else:
+        rollout = Rollout.INCOMPLETE if StepState.FAILED in states else Rollout.DONE
+    if rollout == request.rollout:
+        return False
+    ImportRequest.objects.filter(pk=request.pk).update(rollout=rollout)
+    ended = request.rollout == Rollout.RUNNING and rollout in (Rollout.DONE, Rollout.INCOMPLETE)
+    request.rollout = rollout
+    return ended
+
+
+def _step_lease(seconds: float) -> dict[str, Any]:
+    return {"lease_token": new_lease_token(), "lease_expires_at": _lease(seconds), "next_attempt_at": None}
+
+
+def claim_step(*, step_id: int, lease_seconds: float) -> RolloutStep:
+    """Take a step for its call: one waiting to start whose input is ready, or one whose worker
+    stopped renewing its lease (died, or its retry message was lost). No audit event: the call
+    that follows has one. The new token fences the earlier worker out."""
+    with transaction.atomic():
+        step = _locked_step(step_id, of=("self",))
+        ready = step.depends_on is None or step.depends_on.state == StepState.DONE
+        startable = step.state == StepState.PENDING and ready
+        abandoned = (
+            step.state in (StepState.RUNNING, StepState.WAITING)
+            and step.lease_expires_at is not None
+            and step.lease_expires_at < timezone.now()
+        )
+        if step.request.state != State.AVAILABLE or not (startable or abandoned):
+            raise Conflict(MSG_STEP_LEASE_HELD)
+        RolloutStep.objects.filter(pk=step_id).update(
+            state=StepState.RUNNING, updated_at=timezone.now(), **_step_lease(lease_seconds)
+        )
+        step.refresh_from_db()
+    return step
+
+
+def resume_step(*, step_id: int, lease_token: str, due_at: datetime, lease_seconds: float) -> RolloutStep:
+    """Pick a waiting step up at its due time, under the lease it kept; a duplicate message finds
+    nothing to resume."""
+    resumed = RolloutStep.objects.filter(
+        pk=step_id, state=StepState.WAITING, lease_token=lease_token, next_attempt_at=due_at
+    ).update(state=StepState.RUNNING, next_attempt_at=None, lease_expires_at=_lease(lease_seconds))
+    if resumed != 1:
+        raise Conflict(MSG_STEP_LEASE_HELD)
+    return RolloutStep.objects.select_related("request__target", "depends_on").get(pk=step_id)
+
+
+def renew_step_lease(*, step_id: int, lease_token: str, lease_seconds: float) -> bool:
+    held = RolloutStep.objects.filter(pk=step_id, state=StepState.RUNNING, lease_token=lease_token)
+    return held.update(lease_expires_at=_lease(lease_seconds)) == 1
+
+
+def _step_held(lease_token: str) -> Callable[[RolloutStep], bool]:
+    return lambda step: step.state == StepState.RUNNING and step.lease_token == lease_token
+
+
+def _tracked(step: RolloutStep) -> bool:
+    return step.state == StepState.TRACKING
+
+
+def record_step_call(*, step_id: int, lease_token: str, parameters: dict[str, Any]) -> RolloutStep:
+    """Written before the call, so the history shows what was sent and a later attempt knows
+    this one may have reached AWS."""
+    return _step_change(
+        step_id=step_id,
+        action=Action.STEP_CALL,
+        guard=_step_held(lease_token),
+        changes={"calls": F("calls") + 1, "call_pending": True},
+        data={"parameters": parameters},
+    )
+
+
+_STEP_OVER = {
+    "lease_token": "",
+    "lease_expires_at": None,
+    "next_attempt_at": None,
+    "waiting": {},
+    "call_pending": False,
+}
+
+
+def record_step_accepted(
+    *, step_id: int, lease_token: str, resource_id: str, resource_state: str, data: dict[str, Any]
+) -> RolloutStep:
+    """AWS took the call and works on it: the poller follows it until it is done."""
+    return _step_change(
+        step_id=step_id,
+        action=Action.STEP_ACCEPTED,
+        guard=_step_held(lease_token),
+        changes={
+            **_STEP_OVER,
+            "state": StepState.TRACKING,
+            "resource_id": resource_id,
+            "resource_state": resource_state,
+        },
+        data={**data, "resource_id": resource_id, "resource_state": resource_state},
+    )
+
+
+def _queue_dependents(step: RolloutStep) -> None:
+    for dependent_id in step.dependents.filter(state=StepState.PENDING).values_list("pk", flat=True):
+        dispatch.publish("run_step", (dependent_id,), step_id=dependent_id)
+
+
+def record_step_done(
+    *, step_id: int, resource_id: str, resource_state: str, data: dict[str, Any], lease_token: str | None = None
+) -> RolloutStep:
+    """Done: by the worker that called (`lease_token`), or by the poller for a tracked step."""
+    guard = _step_held(lease_token) if lease_token is not None else _tracked
+    return _step_change(
+        step_id=step_id,
+        action=Action.STEP_DONE,
+        guard=guard,
+        changes={
+            **_STEP_OVER,
+            "state": StepState.DONE,
+            "resource_id": resource_id,
+            "resource_state": resource_state,
+            "failure": {},
+            "finished_at": timezone.now(),
+        },
+        data={**data, "resource_id": resource_id, "resource_state": resource_state},
+        after_commit=_queue_dependents,
+    )
+
+
+def record_step_failed(
+    *, step_id: int, failure: dict[str, Any], data: dict[str, Any], lease_token: str | None = None, sent: bool = True
+) -> RolloutStep:
+    """Failed, refused by AWS or by the portal before a call, or reported failed by AWS (the
+    poller: no token). The other steps go on; those that need this one wait for its retry."""
+    guard = _step_held(lease_token) if lease_token is not None else _tracked
+    changes = {**_STEP_OVER, "state": StepState.FAILED, "failure": failure, "finished_at": timezone.now()}
+    if lease_token is not None and not sent:
+        changes.pop("call_pending")  # an earlier call's unknown outcome stays unknown
+    return _step_change(
+        step_id=step_id,
+        action=Action.STEP_FAILED,
+        guard=guard,
+        changes=changes,
+        data={**data, "failure": failure, "sent": sent},
+    )
+
+
+def schedule_step_retry(
+    *,
+    step_id: int,
+    lease_token: str,
+    error: dict[str, Any],
+    retry_in: float,
+    lease_seconds: float,
+    outcome_unknown: bool,
+    waiting: dict[str, Any],
+) -> RolloutStep:
+    """The step waits `retry_in` seconds for AWS, keeping its lease until a little after then."""
+    due_at = _lease(retry_in)
+    return _step_change(
+        step_id=step_id,
+        action=Action.STEP_RETRY,
+        guard=_step_held(lease_token),
+        changes={
+            "state": StepState.WAITING,
+            "next_attempt_at": due_at,
+            "lease_expires_at": due_at + timedelta(seconds=lease_seconds),
+            "waiting": {**waiting, "next_attempt_at": due_at.isoformat()},
+            "call_pending": outcome_unknown,
+        },
+        data={"error": error, "retry_in_seconds": round(retry_in, 1), "outcome_unknown": outcome_unknown},
+    )
+
+
+def record_step_polled(*, step_id: int, resource_state: str) -> bool:
+    """AWS still works on a tracked step: note its word and when it was asked (no event)."""
+    polled = RolloutStep.objects.filter(pk=step_id, state=StepState.TRACKING)
+    return polled.update(resource_state=resource_state, polled_at=timezone.now()) == 1
+
+
+def may_retry_step(user: AbstractBaseUser, step: RolloutStep) -> bool:
+    return step.state == StepState.FAILED and may(user, Action.STEP_RETRIED, step.request)
+
+
+def retry_step(*, step_id: int, actor: AbstractBaseUser, comment: str = "") -> RolloutStep:
+    """An approver sends a failed step back to be run again (after fixing what its failure says);
+    the steps that succeeded stay as they are."""
+    return _step_change(
+        step_id=step_id,
+        action=Action.STEP_RETRIED,
+        actor=actor,
+        comment=comment,
+        guard=lambda step: step.state == StepState.FAILED,
+        changes={"state": StepState.PENDING, "failure": {}, "finished_at": None, "waiting": {}},
+        data={},
+        after_commit=lambda step: dispatch.publish("run_step", (step.pk,), step_id=step.pk),
+    )

@@ -15,6 +15,8 @@ from django.db import connection
 from imports import aws, dispatch, roles, selectors, workflow
 from imports.db_guards import install_audit_guards, remove_audit_guards
 from imports.models import AwsTarget, ImportRequest
+from imports.ratelimit import DatabaseTokenBucket
+from sandbox import SandboxHandle, control_sandbox, start_sandbox
 
 PASSWORD = "correct-horse-battery"
 
@@ -29,7 +31,7 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...
     """Celery tasks the code queued, recorded instead of sent (test_celery_e2e puts the real
     publisher back for its worker)."""
     sent: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(dispatch, "publish", lambda name, args, request_id=None: sent.append((name, tuple(args))))
+    monkeypatch.setattr(dispatch, "publish", lambda name, args, **marks: sent.append((name, tuple(args))))
     return sent
 
 
@@ -175,3 +177,30 @@ def committed_db(transactional_db: None) -> Iterator[None]:
         call_command("flush", interactive=False, verbosity=0)
     finally:
         install_audit_guards(connection)
+
+
+@pytest.fixture(scope="module")
+def sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxHandle]:
+    """The local AWS sandbox, one per test module; imports take the module's IMPORT_DELAY seconds."""
+    handle = start_sandbox(port=0, import_delay=getattr(request.module, "IMPORT_DELAY", 0.5))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def sandbox_aws(
+    sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[SandboxHandle]:
+    """boto3 with the sandbox's credentials, its faults and counters cleared, its import delay the
+    module's, and the real rate limiter made roomy (test_ratelimit is about the rate)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "sandbox")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    control_sandbox(sandbox.url, "reset", {})
+    delay = getattr(request.module, "IMPORT_DELAY", 0.5)
+    control_sandbox(sandbox.url, "config", {"import_delay": delay, "image_quota": None})
+    aws.forget_clients()
+    aws.use_rate_limiter(DatabaseTokenBucket(rate=1000, burst=1000))
+    yield sandbox
+    aws.use_rate_limiter(DatabaseTokenBucket())
+    aws.forget_clients()

@@ -2,7 +2,6 @@
 record; tracking until AVAILABLE or ERROR; retries, reconciling and the sweeper."""
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,11 +13,12 @@ from imports.locks import job_lock
 from imports.models import AccountRateLimit, AwsTarget, ImportRequest
 from imports.ratelimit import DatabaseTokenBucket
 from imports.tests.conftest import pass_preflight
-from sandbox import SandboxHandle, control_sandbox, start_sandbox
+from sandbox import SandboxHandle, control_sandbox
 
 # The real one: conftest replaces it for the page tests.
 OFFERED_AMIS = selectors.offered_amis
 
+pytestmark = pytest.mark.usefixtures("sandbox_aws")
 State = ImportRequest.State
 WINDOWS_AMI = "ami-05eed000000000001"
 ERROR_AMI = "ami-05eed000000000005"
@@ -28,28 +28,6 @@ IMPORT_DELAY = 0.5
 
 def control(sandbox: SandboxHandle, name: str, body: dict[str, Any] | None = None) -> Any:
     return control_sandbox(sandbox.url, name, body)
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxHandle]:
-    handle = start_sandbox(port=0, import_delay=IMPORT_DELAY)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture(autouse=True)
-def _sandbox_credentials(sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "sandbox")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    control(sandbox, "reset", {})
-    control(sandbox, "config", {"import_delay": IMPORT_DELAY, "image_quota": None})
-    aws.forget_clients()
-    # The real limiter, made roomy: these tests are about the import, test_ratelimit about the rate.
-    aws.use_rate_limiter(DatabaseTokenBucket(rate=1000, burst=1000))
-    yield
-    aws.use_rate_limiter(DatabaseTokenBucket())
-    aws.forget_clients()
 
 
 @pytest.fixture

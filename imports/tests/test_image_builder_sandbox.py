@@ -3,7 +3,6 @@ pre-flight (source, infrastructure), the ImportCustomWorkspaceImage call, and tr
 progress stage by stage until AVAILABLE or ERROR."""
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,8 +11,9 @@ from imports import aws, execution, workflow
 from imports.models import AwsTarget, ImportRequest
 from imports.ratelimit import DatabaseTokenBucket
 from imports.tests.conftest import request_fields
-from sandbox import SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, start_sandbox
+from sandbox import SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox
 
+pytestmark = pytest.mark.usefixtures("sandbox_aws")
 State = ImportRequest.State
 REGION = "us-east-1"
 INFRASTRUCTURE = f"arn:aws:imagebuilder:{REGION}:{SANDBOX_ACCOUNT_ID}:infrastructure-configuration/byol-import"
@@ -22,27 +22,6 @@ BUILDING_VERSION = f"arn:aws:imagebuilder:{REGION}:{SANDBOX_ACCOUNT_ID}:image/by
 OFFICE_VERSION = f"arn:aws:imagebuilder:{REGION}:{SANDBOX_ACCOUNT_ID}:image/byol-windows-10-office/1.0.0/1"
 # Twelve stages of a quarter second each.
 IMPORT_DELAY = 3.0
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxHandle]:
-    handle = start_sandbox(port=0, import_delay=IMPORT_DELAY)
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture(autouse=True)
-def _sandbox(sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "sandbox")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    control_sandbox(sandbox.url, "reset", {})
-    control_sandbox(sandbox.url, "config", {"import_delay": IMPORT_DELAY, "image_quota": None})
-    aws.forget_clients()
-    aws.use_rate_limiter(DatabaseTokenBucket(rate=1000, burst=1000))
-    yield
-    aws.use_rate_limiter(DatabaseTokenBucket())
-    aws.forget_clients()
 
 
 @pytest.fixture
