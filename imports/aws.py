@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -778,6 +778,60 @@ def run_preflight(
         checks.append(_check_infrastructure(target, image_builder.infrastructure_configuration_arn, identity))
     checks += _checks_on_images(target, image_name, identity, replacing_image_id)
     return checks
+
+
+def run_plan_checks(target: Target, *, plan: dict[str, Any], image_name: str, identity: str) -> list[Check]:
+    """The delivery plan's checks before approval (imports.plan has the rules of its fields):
+    BYOL enabled and the image name free in each region a copy goes to, the bundle's name free
+    in each region it is made in. About an account the image is shared with the portal can
+    check nothing (it has no credentials there): a warning says what its owner must see to."""
+    checks: list[Check] = []
+    bundle = plan.get("bundle")
+    copy_regions = [copy["region"] for copy in plan.get("copies", [])]
+    for region in copy_regions:
+        elsewhere = in_region(target, region)
+        checks.append(_in(region, _check_byol(elsewhere, identity)))
+        checks += [_in(region, check) for check in _checks_on_images(elsewhere, image_name, identity)]
+    if bundle:
+        bundled = [target.region, *(c["region"] for c in plan.get("copies", []) if c.get("bundle"))]
+        checks += [_check_bundle_name(in_region(target, region), bundle["name"]) for region in bundled]
+    for account_id in dict.fromkeys(share["account_id"] for share in plan.get("shares", [])):
+        checks.append(
+            Check(
+                f"share:{account_id}",
+                f"Account {account_id} can use the image",
+                WARN,
+                MSG_SHARE_UNCHECKED.format(account_id=account_id),
+            )
+        )
+    return checks
+
+
+MSG_SHARE_UNCHECKED = (
+    "The portal cannot look into account {account_id}: it must be enabled for BYOL in each region the image "
+    "is shared in (AWS shares BYOL images only with such accounts), and its owner copies the image to make "
+    "bundles of it. Ask its owner before approving."
+)
+
+
+def _in(region: str, check: Check) -> Check:
+    """A check of another region, named for it."""
+    return replace(check, key=f"{check.key}:{region}", title=f"{check.title} in {region}")
+
+
+def _check_bundle_name(target: Target, name: str) -> Check:
+    title = f"No bundle is called {name} in {target.region}"
+    try:
+        clash = find_bundle(target, name=name)
+    except AwsError as error:
+        return _failed_to_check(f"bundle_name:{target.region}", title, error)
+    if clash is not None:
+        message = (
+            f"WorkSpaces already has a bundle called {name} in {target.region} ({clash.bundle_id}): "
+            "choose another bundle name."
+        )
+        return Check(f"bundle_name:{target.region}", title, FAIL, message)
+    return Check(f"bundle_name:{target.region}", title, PASS, f"No bundle is called {name} in {target.region} yet.")
 
 
 class ChecksInterrupted(AwsError):

@@ -100,6 +100,10 @@ def run_preflight_checks(request_id: int, version: int) -> ImportRequest | None:
         replacing_image_id=request.stale_image_id,
         image_builder=image_builder_source(request),
     )
+    if request.delivery_plan:
+        checks += aws.run_plan_checks(
+            request.target, plan=request.delivery_plan, image_name=request.image_name, identity=request.reference
+        )
     try:
         return workflow.record_preflight(
             request_id=request.pk, version=request.version, checks=[asdict(c) for c in checks]

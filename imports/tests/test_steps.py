@@ -347,3 +347,70 @@ def test_the_sweeper_sends_again_a_step_whose_worker_died(available: Any, publis
     assert sorted(args[0] for name, args in published if name == "run_step") == [bundle.pk, share.pk]
     run_queued(published, request)
     assert [s.state for s in steps_of(request)] == [StepState.DONE, StepState.DONE]
+
+
+# --- the plan's pre-flight -------------------------------------------------------------------
+
+
+def checked(target: AwsTarget, requester: Any, plan: dict[str, Any], **overrides: Any) -> dict[str, dict[str, Any]]:
+    overrides.setdefault("image_name", f"pre-{time.time_ns()}")
+    fields = request_fields(target, ec2_image_id=WINDOWS_AMI, delivery_plan=plan, **overrides)
+    request = workflow.submit_request(requester=requester, fields=fields)
+    execution.run_preflight_checks(request.pk, request.version)
+    request.refresh_from_db()
+    return {c["key"]: c for c in request.preflight["checks"]} | {"passed": {"outcome": request.preflight["passed"]}}
+
+
+def test_the_preflight_checks_each_region_of_the_plan(target: AwsTarget, requester: Any) -> None:
+    bundle = new_bundle()
+    plan = {
+        "bundle": bundle,
+        "copies": [{"region": AWAY, "bundle": True}],
+        "shares": [{"account_id": PARTNER, "region": HOME}],
+    }
+    checks = checked(target, requester, plan)
+
+    assert checks[f"byol:{AWAY}"]["outcome"] == "pass"
+    assert checks[f"name:{AWAY}"]["outcome"] == "pass"
+    assert checks[f"bundle_name:{HOME}"]["outcome"] == "pass"
+    assert checks[f"bundle_name:{AWAY}"]["outcome"] == "pass"
+    # Nothing can be seen of the receiving account: said, not hidden, and no reason to refuse.
+    assert checks[f"share:{PARTNER}"]["outcome"] == "warn"
+    assert "cannot look into account" in checks[f"share:{PARTNER}"]["message"]
+    assert checks["passed"]["outcome"] is True
+
+
+def test_names_taken_in_other_regions_and_byol_off_there_fail_the_preflight(
+    target: AwsTarget, requester: Any, sandbox: SandboxHandle
+) -> None:
+    bundle = new_bundle()
+    home = workspaces(sandbox, HOME)
+    image_id = home.import_workspace_image(
+        Ec2ImageId="ami-05eed000000000002",
+        IngestionProcess="BYOL_REGULAR_WSP",
+        ImageName=f"taken-{time.time_ns()}",
+        ImageDescription="by hand",
+    )["ImageId"]
+    time.sleep(IMPORT_DELAY * 2)
+    home.create_workspace_bundle(
+        BundleName=bundle["name"],
+        BundleDescription="by hand",
+        ImageId=image_id,
+        ComputeType={"Name": "STANDARD"},
+        UserStorage={"Capacity": "50"},
+    )
+    name = f"copy-{time.time_ns()}"
+    workspaces(sandbox, AWAY).copy_workspace_image(Name=name, SourceImageId=image_id, SourceRegion=HOME)
+
+    checks = checked(
+        target, requester, {"bundle": bundle, "copies": [{"region": AWAY, "bundle": False}]}, image_name=name
+    )
+
+    assert checks[f"bundle_name:{HOME}"]["outcome"] == "fail"
+    assert bundle["name"] in checks[f"bundle_name:{HOME}"]["message"]
+    assert checks[f"name:{AWAY}"]["outcome"] == "fail"
+    assert checks["passed"]["outcome"] is False
+
+    control_sandbox(sandbox.url, "faults", {"byol_enabled": False})
+    checks = checked(target, requester, {"copies": [{"region": AWAY, "bundle": False}]})
+    assert checks[f"byol:{AWAY}"]["outcome"] == "fail"
