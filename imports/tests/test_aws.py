@@ -98,6 +98,7 @@ REFUSALS = [
     ("ResourceAssociatedException", aws.ImageInUse, aws.MSG_IMAGE_IN_USE, False),
     ("InvalidResourceStateException", aws.InvalidState, aws.MSG_INVALID_STATE, False),
     ("ResourceLimitExceededException", aws.LimitExceeded, aws.MSG_LIMIT_EXCEEDED, True),
+    ("ResourceUnavailableException", aws.Unavailable, aws.MSG_UNAVAILABLE, True),
 ]
 THROTTLING_CODES = [
     "ThrottlingException",
