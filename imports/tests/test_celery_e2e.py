@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
+import boto3
 import kombu.pools
 import pytest
 import redis
@@ -40,7 +41,7 @@ from django.db import connection
 
 from imports import dispatch, roles, workflow
 from imports.dispatch import publish as REAL_PUBLISH  # captured before the autouse fixture fakes it
-from imports.models import AwsTarget, ImportRequest
+from imports.models import AwsTarget, ImportRequest, RolloutStep
 from imports.tests.conftest import make_user, pass_preflight, request_fields
 from portal.celery import app as celery_app
 from sandbox import DEFAULT_REGION, SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, start_sandbox
@@ -346,7 +347,7 @@ class Scenario:
     approver: Any
 
 
-def make_checked_request(sandbox: SandboxHandle, name: str) -> Scenario:
+def make_checked_request(sandbox: SandboxHandle, name: str, plan: dict[str, Any] | None = None) -> Scenario:
     """A submitted request for the sandbox's Windows AMI whose pre-flight checks passed. Its
     submission's `run_preflight_checks` is not queued: only the approval's message is."""
     requester = get_user_model().objects.filter(username="rita").first() or make_user(
@@ -357,11 +358,12 @@ def make_checked_request(sandbox: SandboxHandle, name: str) -> Scenario:
         name="Sandbox",
         defaults={"account_id": SANDBOX_ACCOUNT_ID, "region": DEFAULT_REGION, "endpoint_url": sandbox.url},
     )
+    image_name = f"e2e-{name}-{uuid.uuid4().hex[:8]}"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dispatch, "publish", lambda name, args, request_id=None: None)
+        patch.setattr(dispatch, "publish", lambda name, args, **marks: None)
         request = workflow.submit_request(
             requester=requester,
-            fields=request_fields(target, ec2_image_id=WINDOWS_AMI, image_name=f"e2e-{name}-{uuid.uuid4().hex[:8]}"),
+            fields=request_fields(target, ec2_image_id=WINDOWS_AMI, image_name=image_name, delivery_plan=plan or {}),
         )
     return Scenario(request=pass_preflight(request), approver=approver)
 
@@ -713,3 +715,119 @@ def test_while_workers_are_down_the_sweeper_queues_nothing_twice(celery: Workers
     # One message per approval, and not one more from the sweeps that ran once the worker was back.
     assert len(received) == len(scenarios), received
     assert import_calls(sandbox) == len(scenarios)
+
+
+# --- the delivery plan's steps ------------------------------------------------------------------
+
+AWAY_REGION = "eu-west-1"
+PARTNER_ACCOUNT = "210987654321"
+STEP_CALLS = ["CreateWorkspaceBundle", "CopyWorkspaceImage", "UpdateWorkspaceImagePermission"]
+
+
+def rollout_plan(name: str) -> dict[str, Any]:
+    bundle = {
+        "name": name,
+        "description": "Standard desktops",
+        "compute_type": "STANDARD",
+        "root_gb": 80,
+        "user_gb": 50,
+    }
+    return {
+        "bundle": bundle,
+        "copies": [{"region": AWAY_REGION, "bundle": True}],
+        "shares": [{"account_id": PARTNER_ACCOUNT, "region": DEFAULT_REGION}],
+    }
+
+
+def bundles_named(sandbox: SandboxHandle, region: str, name: str) -> list[dict[str, Any]]:
+    workspaces = boto3.client(
+        "workspaces",
+        region_name=region,
+        endpoint_url=sandbox.url,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
+    return [b for b in workspaces.describe_workspace_bundles()["Bundles"] if b["Name"] == name]
+
+
+def wait_until_rolled_out(request: ImportRequest, celery: Workers) -> None:
+    def ended() -> bool:
+        request.refresh_from_db()
+        return request.state == State.FAILED or (request.state == State.AVAILABLE and request.rollout != "running")
+
+    def progress() -> str:
+        steps = list(request.steps.values_list("kind", "region", "state"))
+        return f"{request.reference} rolled out; it is {request.state}/{request.rollout}, steps {steps}"
+
+    wait_until(progress, ended, celery, seconds=DONE_WITHIN_SECONDS * 2)
+
+
+def test_every_step_of_a_plan_waits_through_throttling_and_server_errors_and_ends_done_once(
+    celery: Workers, sandbox: SandboxHandle
+) -> None:
+    name = f"e2e-bundle-{uuid.uuid4().hex[:8]}"
+    scenario = make_checked_request(sandbox, "plan", rollout_plan(name))
+    # Every step's call is throttled, then answered with a 5xx (which may hide what it made), then
+    # AWS is well again: each step waits and tries again, and none is made twice.
+    control(sandbox, "faults", {"throttle_rate": 1.0, "operations": STEP_CALLS})
+    celery.start()
+    request = approve(scenario)
+    wait_until_settled(request, celery)
+    assert request.state == State.AVAILABLE, (request.failure, actions(request))
+
+    def every_step_throttled() -> bool:
+        retried = request.events.filter(action="step_retry").values_list("data__step", flat=True)
+        # The steps that can start at once (the bundle, the copy, the share); the copy's bundle waits.
+        return {1, 2, 4} <= set(retried)
+
+    wait_until("each startable step throttled", every_step_throttled, celery)
+    control(sandbox, "faults", {"throttle_rate": 0.0, "server_error_rate": 1.0, "operations": STEP_CALLS})
+
+    def server_errors_seen() -> bool:
+        retried = request.events.filter(action="step_retry", data__error__code="InternalFailure")
+        return retried.values_list("data__step", flat=True).distinct().count() >= 3
+
+    wait_until("a 5xx for each startable step", server_errors_seen, celery)
+    control(sandbox, "faults", {"server_error_rate": 0.0})
+    wait_until_rolled_out(request, celery)
+
+    assert request.rollout == "done", list(request.steps.values("kind", "region", "state", "failure"))
+    steps = list(request.steps.order_by("position"))
+    assert [s.state for s in steps] == [RolloutStep.State.DONE] * 4
+    copy = steps[1]
+    assert len(bundles_named(sandbox, DEFAULT_REGION, name)) == 1
+    assert [b["ImageId"] for b in bundles_named(sandbox, AWAY_REGION, name)] == [copy.resource_id]
+    copies = [i for i in control(sandbox, "images", None)["Images"] if i["Name"] == request.image_name]
+    assert sorted(i["ImageId"] for i in copies) == sorted([request.aws_image_id, copy.resource_id])
+    codes = set(request.events.filter(action="step_retry").values_list("data__error__code", flat=True))
+    assert codes == {"ThrottlingException", "InternalFailure"}
+
+
+def test_a_worker_killed_during_a_step_call_is_taken_over_and_aws_makes_the_bundle_once(
+    celery: Workers, sandbox: SandboxHandle
+) -> None:
+    name = f"e2e-bundle-{uuid.uuid4().hex[:8]}"
+    plan = {"bundle": rollout_plan(name)["bundle"]}
+    scenario = make_checked_request(sandbox, "kill", plan)
+    control(sandbox, "faults", {"latency_ms": CALL_LATENCY_MS, "operations": ["CreateWorkspaceBundle"]})
+    celery.start_worker()
+    celery.start_worker()
+    celery.start_beat()
+    request = approve(scenario)
+    wait_until_settled(request, celery)
+
+    def call_in_flight() -> bool:
+        return request.events.filter(action="step_call").exists()
+
+    wait_until("the bundle call in flight", call_in_flight, celery)
+    Workers.kill(celery.worker_that_received("imports.tasks.run_step["))
+    step = request.steps.get()
+    assert (step.state, step.calls, step.call_pending) == (RolloutStep.State.RUNNING, 1, True)
+
+    wait_until_rolled_out(request, celery)
+
+    step.refresh_from_db()
+    assert (step.state, step.calls) == (RolloutStep.State.DONE, 1)
+    assert request.events.get(action="step_done").data["adopted"] is True
+    [bundle] = bundles_named(sandbox, DEFAULT_REGION, name)
+    assert bundle["BundleId"] == step.resource_id
