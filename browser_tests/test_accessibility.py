@@ -102,6 +102,11 @@ def test_a_requester_can_fill_in_and_submit_a_request_with_the_keyboard_alone(lo
     keyboard.type(name)
     tab_to("Image description")
     keyboard.type("Desktop for the keyboard-only test")
+    # After the import: without a bundle its settings are hidden, and a copy's bundle is off.
+    tab_to("Make a bundle from the image")
+    tab_to("Copy to regions")
+    tab_to("Share with AWS accounts")
+    tab_to("Share the copies too, from their regions")
     tab_to("Justification")
     keyboard.type("Everything here is reachable without a mouse.")
     tab_to("Tag 1 key")

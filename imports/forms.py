@@ -5,17 +5,18 @@ from collections.abc import Callable
 from typing import Any
 
 from crispy_forms.helper import FormHelper
-from crispy_forms.layout import Field, Fieldset, Layout
+from crispy_forms.layout import Div, Field, Fieldset, Layout
 from django import forms
 from django.core.exceptions import ValidationError
 
-from imports import rules
+from imports import plan, rules
 from imports.models import AwsTarget, ImportRequest
 
 MSG_NAME_IN_USE = "Another open request for this target already uses this image name: choose a different image name."
 MSG_COMMENT_TOO_LONG = "Keep the comment under 2,000 characters."
 MSG_STALE_FORM = "This form was damaged or is out of date: reload the page and try again."
 MSG_REQUIRED_FOR_PATH = "Enter the {label}: the chosen way of importing needs it."
+MSG_REQUIRED_FOR_BUNDLE = "Fill this in for the bundle, or untick 'Make a bundle from the image'."
 
 # The fields only one import path has; the other path's are emptied when a request is saved.
 PATH_FIELDS: dict[str, list[str]] = {
@@ -35,6 +36,12 @@ SOURCE_FIELDS = {
     rules.SOURCE_IMPORT_TASK: "ec2_import_task_id",
     rules.SOURCE_IMAGE_VERSION: "image_build_version_arn",
 }
+# The delivery plan's inputs (imports.plan): the form turns them into ImportRequest.delivery_plan.
+BUNDLE_FIELDS = ("bundle_name", "bundle_description", "bundle_compute_type", "bundle_root_gb", "bundle_user_gb")
+PLAN_FIELDS = ("bundle", *BUNDLE_FIELDS, "copy_regions", "copy_bundles", "share_accounts", "share_copies")
+LIST_SEPARATORS_RE = re.compile(r"[\s,]+")
+# The AWS console shows account ids as 1234-5678-9012; the API takes the 12 digits alone.
+CONSOLE_ACCOUNT_ID_RE = re.compile(r"[0-9]{4}-[0-9]{4}-[0-9]{4}")
 
 
 def aws_text_rule(pattern: re.Pattern[str], max_length: int, message: str) -> Callable[[str], None]:
@@ -115,6 +122,69 @@ class ImportRequestForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Why this image is needed: the approver reads this.",
     )
+    # After the import (imports.plan checks them all, in clean()).
+    bundle = forms.BooleanField(
+        label="Make a bundle from the image",
+        required=False,
+        help_text="Once the image is available, a WorkSpaces bundle made from it in the target's region, "
+        "ready to launch WorkSpaces from.",
+        widget=forms.CheckboxInput(attrs={"aria-controls": "plan-bundle"}),
+    )
+    bundle_name = forms.CharField(
+        label="Bundle name",
+        required=False,
+        help_text=f"Up to {plan.BUNDLE_NAME_MAX} letters, digits and _ . / ( ) -. No spaces.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    bundle_description = forms.CharField(
+        label="Bundle description",
+        required=False,
+        help_text=f"Up to {plan.BUNDLE_DESCRIPTION_MAX} letters, digits, spaces and _ . / ( ) -.",
+    )
+    bundle_compute_type = forms.ChoiceField(
+        label="Bundle hardware",
+        required=False,
+        choices=[("", "Choose…")] + [(c, f"{plan.compute_label(c)} — {c}") for c in plan.COMPUTE_TYPES],
+        help_text="The compute type of the bundle's WorkSpaces. It must suit the image: GPU types for GPU images, "
+        "regular types for regular ones.",
+    )
+    bundle_root_gb = forms.IntegerField(
+        label="Root volume (GB)",
+        required=False,
+        initial=plan.SMALL_ROOT_GB,
+        help_text="80 GB, or 175 to 2000 GB.",
+    )
+    bundle_user_gb = forms.IntegerField(
+        label="User volume (GB)",
+        required=False,
+        initial=50,
+        help_text="With an 80 GB root volume: 10, 50 or 100 GB. With a larger one: 100 to 2000 GB.",
+    )
+    copy_regions = forms.CharField(
+        label="Copy to regions",
+        required=False,
+        help_text=f"Other regions of the target's account, e.g. eu-central-1, separated by commas or spaces "
+        f"(at most {plan.MAX_COPIES}). Each copy has the image's name.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    copy_bundles = forms.BooleanField(
+        label="Make the bundle in each copy's region too",
+        required=False,
+        help_text="The same bundle settings, from each copy once it is available.",
+    )
+    share_accounts = forms.CharField(
+        label="Share with AWS accounts",
+        required=False,
+        help_text=f"12-digit account ids, one per line or separated by commas (at most {plan.MAX_SHARE_ACCOUNTS}). "
+        "Each gets the image in the target's region; AWS shares BYOL images only with accounts enabled for BYOL "
+        "in your organization.",
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
+    )
+    share_copies = forms.BooleanField(
+        label="Share the copies too, from their regions",
+        required=False,
+        help_text="Each account also gets each copy, in the copy's region.",
+    )
 
     class Meta:
         model = ImportRequest
@@ -156,6 +226,9 @@ class ImportRequestForm(forms.ModelForm):
     def __init__(self, *args: Any, amis: dict[int, list[Any]] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.amis = amis or {}
+        if self.instance.pk:
+            for name, value in plan_initial(self.instance.delivery_plan).items():
+                self.initial.setdefault(name, value)
         chosen = self["target"].value() or next(iter(self.amis), None)
         if chosen:
             self.fields["ec2_image_id"].widget.attrs["list"] = f"amis-{chosen}"
@@ -201,8 +274,33 @@ class ImportRequestForm(forms.ModelForm):
                 data_path=rules.ImportPath.IMAGE_BUILDER.value,
             ),
             Fieldset("The WorkSpaces image", "image_name", "image_description"),
+            Fieldset(
+                'After the import <span class="fs-6 text-body-secondary">(optional)</span>',
+                "bundle",
+                Div(*BUNDLE_FIELDS, css_id="plan-bundle"),
+                "copy_regions",
+                "copy_bundles",
+                "share_accounts",
+                "share_copies",
+                css_id="plan",
+            ),
             Fieldset("For the approver", Field("justification")),
         )
+
+    @property
+    def bundle_compute_table(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """plan.allowed_bundle_compute_types as a table, for the page's script to narrow the choices."""
+        return {
+            rules.ImportPath.CLASSIC.value: plan.BUNDLE_COMPUTE_BY_PROCESS,
+            rules.ImportPath.IMAGE_BUILDER.value: plan.BUNDLE_COMPUTE_BY_IMAGE_COMPUTE,
+        }
+
+    def request_fields(self) -> dict[str, Any]:
+        """The cleaned request as the workflow takes it: the model's fields and the delivery plan
+        (the plan's inputs are not request fields)."""
+        return {name: self.cleaned_data[name] for name in self.Meta.fields} | {
+            "delivery_plan": self.cleaned_data["delivery_plan"]
+        }
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -244,12 +342,39 @@ class ImportRequestForm(forms.ModelForm):
         name = cleaned.get("image_name")
         if target and name and self._name_in_use(target, name):
             self.add_error("image_name", MSG_NAME_IN_USE)
+        self._clean_delivery_plan(cleaned, target)
         return cleaned
 
-    def _require(self, *names: str) -> None:
+    def _clean_delivery_plan(self, cleaned: dict[str, Any], target: AwsTarget | None) -> None:
+        """The plan's inputs into cleaned["delivery_plan"], and imports.plan's rules onto its fields."""
+        if cleaned.get("bundle"):
+            self._require(*BUNDLE_FIELDS, message=MSG_REQUIRED_FOR_BUNDLE)
+        else:
+            # Hidden on the page while no bundle is asked for: whatever they hold is no error.
+            for name in BUNDLE_FIELDS:
+                self.errors.pop(name, None)
+        if target is None:  # the target has its own error, and the plan's rules need it
+            cleaned["delivery_plan"] = {}
+            return
+        cleaned["delivery_plan"] = delivery_plan_from(cleaned, target_region=target.region)
+        checked_already = set(self.errors)
+        violations = plan.plan_violations(
+            cleaned["delivery_plan"],
+            target_region=target.region,
+            target_account_id=target.account_id,
+            import_path=cleaned["import_path"],
+            ingestion_process=cleaned.get("ingestion_process", ""),
+            compute_type=cleaned.get("compute_type", ""),
+        )
+        for field, messages in violations.items():
+            if field not in checked_already:
+                for message in messages:
+                    self.add_error(None if field == "__all__" else field, message)
+
+    def _require(self, *names: str, message: str = MSG_REQUIRED_FOR_PATH) -> None:
         for name in names:
-            if not self.cleaned_data.get(name) and name not in self.errors:
-                self.add_error(name, MSG_REQUIRED_FOR_PATH.format(label=self.fields[name].label))
+            if self.cleaned_data.get(name) in (None, "") and name not in self.errors:
+                self.add_error(name, message.format(label=self.fields[name].label))
 
     def _clean_image_builder_source(self, cleaned: dict[str, Any]) -> None:
         """Exactly one source: the one chosen; the other two are emptied."""
@@ -275,6 +400,66 @@ class ImportRequestForm(forms.ModelForm):
         # The model's unique-constraint check would repeat clean()'s with a vaguer message;
         # the workflow and the database enforce it again when the request is saved.
         return
+
+
+def list_items(text: str) -> list[str]:
+    """What a list field holds: items separated by commas, spaces or new lines, in order."""
+    return [item for item in LIST_SEPARATORS_RE.split(text) if item]
+
+
+def delivery_plan_from(cleaned: dict[str, Any], *, target_region: str) -> dict[str, Any]:
+    """The plan's JSON (imports.plan) from the form's inputs: each account is shared with in the
+    target's region and, when asked, in each copy's."""
+    delivery_plan: dict[str, Any] = {}
+    if cleaned.get("bundle"):
+        delivery_plan["bundle"] = {
+            "name": cleaned.get("bundle_name", ""),
+            "description": cleaned.get("bundle_description", ""),
+            "compute_type": cleaned.get("bundle_compute_type", ""),
+            "root_gb": cleaned.get("bundle_root_gb"),
+            "user_gb": cleaned.get("bundle_user_gb"),
+        }
+    regions = list_items(cleaned.get("copy_regions", ""))
+    if regions:
+        copy_bundle = bool(cleaned.get("copy_bundles"))
+        delivery_plan["copies"] = [{"region": region, "bundle": copy_bundle} for region in regions]
+    accounts = [account_id(item) for item in list_items(cleaned.get("share_accounts", ""))]
+    if accounts:
+        share_regions = [target_region]
+        if cleaned.get("share_copies"):
+            # A repeated or misplaced copy region is copy_regions' error, not a second one on the shares.
+            share_regions += [region for region in dict.fromkeys(regions) if region != target_region]
+        delivery_plan["shares"] = [
+            {"account_id": account, "region": region} for region in share_regions for account in accounts
+        ]
+    return delivery_plan
+
+
+def account_id(text: str) -> str:
+    return text.replace("-", "") if CONSOLE_ACCOUNT_ID_RE.fullmatch(text) else text
+
+
+def plan_initial(delivery_plan: dict[str, Any]) -> dict[str, Any]:
+    """The form's plan inputs for a saved plan, so that editing a request starts from it."""
+    copies, shares = delivery_plan.get("copies", []), delivery_plan.get("shares", [])
+    copy_regions = [copy["region"] for copy in copies]
+    initial: dict[str, Any] = {
+        "copy_regions": ", ".join(copy_regions),
+        "copy_bundles": any(copy["bundle"] for copy in copies),
+        "share_accounts": "\n".join(dict.fromkeys(share["account_id"] for share in shares)),
+        "share_copies": any(share["region"] in copy_regions for share in shares),
+    }
+    bundle = delivery_plan.get("bundle")
+    if bundle:
+        initial |= {
+            "bundle": True,
+            "bundle_name": bundle["name"],
+            "bundle_description": bundle["description"],
+            "bundle_compute_type": bundle["compute_type"],
+            "bundle_root_gb": bundle["root_gb"],
+            "bundle_user_gb": bundle["user_gb"],
+        }
+    return initial
 
 
 class TagForm(forms.Form):

@@ -105,7 +105,9 @@ def request_create(request: HttpRequest) -> HttpResponse:
     form, tags = ImportRequestForm(data, amis=selectors.offered_amis()), tag_formset(data)
     if data is not None and all([form.is_valid(), tags.is_valid()]):
         try:
-            created = workflow.submit_request(requester=request.user, fields={**form.cleaned_data, "tags": tags.tags()})
+            created = workflow.submit_request(
+                requester=request.user, fields={**form.request_fields(), "tags": tags.tags()}
+            )
         except workflow.NameTaken as exc:
             form.add_error("image_name", exc.message)
         else:
@@ -140,7 +142,7 @@ def request_edit(request: HttpRequest, pk: int) -> HttpResponse:
     tags = tag_formset(data, tags=import_request.tags)
     version = DecisionForm(data or {"version": import_request.version})
     if data is not None and all([form.is_valid(), tags.is_valid(), version.is_valid()]):
-        fields = {name: form.cleaned_data[name] for name in form.Meta.fields} | {"tags": tags.tags()}
+        fields = form.request_fields() | {"tags": tags.tags()}
         verb = workflow.revise_request if action == Action.REVISE else workflow.edit_request
         try:
             verb(

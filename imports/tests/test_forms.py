@@ -2,6 +2,7 @@
 and refuses invalid input with its exact message on the right field; then the same through the
 view, as a requester sees it."""
 
+import json
 from html.parser import HTMLParser
 from typing import Any
 
@@ -12,10 +13,18 @@ from django.core.validators import MaxLengthValidator
 from django.urls import reverse
 from django.utils.html import escape
 
-from imports import rules
-from imports.forms import MSG_NAME_IN_USE, MSG_REQUIRED_FOR_PATH, ImportRequestForm, tag_formset
+from imports import plan, rules
+from imports.forms import (
+    BUNDLE_FIELDS,
+    MSG_NAME_IN_USE,
+    MSG_REQUIRED_FOR_BUNDLE,
+    MSG_REQUIRED_FOR_PATH,
+    ImportRequestForm,
+    tag_formset,
+)
 from imports.models import AwsTarget, ImportRequest, RequestEvent
 from imports.tests.conftest import form_data
+from imports.tests.test_image_builder import image_builder_form
 
 State = ImportRequest.State
 REQUIRED = django_forms.Field.default_error_messages["required"]
@@ -117,6 +126,18 @@ def test_the_default_form_data_is_valid_and_cleaned_as_typed(target: AwsTarget) 
         "compute_type": "",
         "protocol": "",
         "image_validation_mode": "",
+        # Nothing asked for after the import: an empty plan, whatever the plan's inputs say.
+        "bundle": False,
+        "bundle_name": "",
+        "bundle_description": "",
+        "bundle_compute_type": "",
+        "bundle_root_gb": None,
+        "bundle_user_gb": None,
+        "copy_regions": "",
+        "copy_bundles": False,
+        "share_accounts": "",
+        "share_copies": False,
+        "delivery_plan": {},
     }
 
 
@@ -577,6 +598,7 @@ def test_a_post_with_errors_shows_each_message_next_to_its_field_and_keeps_what_
         "id_compute_type": "",
         "id_protocol": "",
         "id_image_validation_mode": "",
+        "id_bundle_compute_type": "",
     }
     assert page.attrs["id_ec2_image_id"]["value"] == "ami-0123456789abcdef0"
     assert page.attrs["id_image_name"]["value"] == "win11-finance-2026"
@@ -673,3 +695,312 @@ def test_an_end_of_life_process_is_accepted_with_its_warning_shown(
     assert response.redirect_chain == [(reverse("request_detail", args=[created.pk]), 302)]
     assert created.ingestion_process == "BYOL_GRAPHICS"
     assert escape(rules.MSG_END_OF_LIFE.format(process="BYOL_GRAPHICS")) in response.content.decode()
+
+
+# --- the delivery plan: what happens after the import -------------------------------------------
+
+# The target (conftest) is account 123456789012 in us-east-1.
+PLAN_INPUTS = {
+    "bundle": "on",
+    "bundle_name": "byol-finance",
+    "bundle_description": "Finance desktops (Win 10)",
+    "bundle_compute_type": "STANDARD",
+    "bundle_root_gb": "175",
+    "bundle_user_gb": "100",
+    "copy_regions": "eu-central-1, ap-southeast-2",
+    "copy_bundles": "on",
+    # One per line, or comma separated; the console's 1234-5678-9012 form is taken too.
+    "share_accounts": "210987654321\r\n5555-6666-7777",
+    "share_copies": "on",
+}
+FULL_PLAN = {
+    "bundle": {
+        "name": "byol-finance",
+        "description": "Finance desktops (Win 10)",
+        "compute_type": "STANDARD",
+        "root_gb": 175,
+        "user_gb": 100,
+    },
+    "copies": [{"region": "eu-central-1", "bundle": True}, {"region": "ap-southeast-2", "bundle": True}],
+    "shares": [
+        {"account_id": "210987654321", "region": "us-east-1"},
+        {"account_id": "555566667777", "region": "us-east-1"},
+        {"account_id": "210987654321", "region": "eu-central-1"},
+        {"account_id": "555566667777", "region": "eu-central-1"},
+        {"account_id": "210987654321", "region": "ap-southeast-2"},
+        {"account_id": "555566667777", "region": "ap-southeast-2"},
+    ],
+}
+
+
+def test_the_plans_inputs_become_the_delivery_plan_in_the_order_given(target: AwsTarget) -> None:
+    form = ImportRequestForm(form_data(target, **PLAN_INPUTS))
+
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["delivery_plan"] == FULL_PLAN
+    fields = form.request_fields()
+    assert fields["delivery_plan"] == FULL_PLAN
+    # The workflow gets the request's fields and the plan, never the plan's inputs.
+    assert set(fields) == {*ImportRequestForm.Meta.fields, "delivery_plan"}
+
+
+def test_without_sharing_the_copies_each_account_gets_the_targets_image_only(target: AwsTarget) -> None:
+    form = ImportRequestForm(form_data(target, copy_regions="eu-central-1", share_accounts="210987654321,555566667777"))
+
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["delivery_plan"] == {
+        "copies": [{"region": "eu-central-1", "bundle": False}],
+        "shares": [
+            {"account_id": "210987654321", "region": "us-east-1"},
+            {"account_id": "555566667777", "region": "us-east-1"},
+        ],
+    }
+
+
+def test_the_bundle_settings_count_only_with_the_bundle_box_ticked(target: AwsTarget) -> None:
+    form = ImportRequestForm(
+        form_data(target, bundle_name="not a name", bundle_compute_type="GRAPHICS_G4DN", bundle_root_gb="lots")
+    )
+
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["delivery_plan"] == {}
+
+
+def test_a_bundle_needs_each_of_its_settings(target: AwsTarget) -> None:
+    form = ImportRequestForm(
+        form_data(
+            target,
+            bundle="on",
+            bundle_name="",
+            bundle_description="",
+            bundle_compute_type="",
+            bundle_root_gb="",
+            bundle_user_gb="",
+        )
+    )
+
+    assert form.errors == {name: [MSG_REQUIRED_FOR_BUNDLE] for name in BUNDLE_FIELDS}
+
+
+def bundle_inputs(**changes: str) -> dict[str, str]:
+    bundle = {name: value for name, value in PLAN_INPUTS.items() if name == "bundle" or name in BUNDLE_FIELDS}
+    return bundle | changes
+
+
+@pytest.mark.parametrize(
+    ("inputs", "field", "message"),
+    [
+        (bundle_inputs(bundle_name="byol finance"), "bundle_name", plan.MSG_BUNDLE_NAME),
+        (bundle_inputs(bundle_name="b" * 65), "bundle_name", plan.MSG_BUNDLE_NAME),
+        (bundle_inputs(bundle_description="Finance, HR"), "bundle_description", plan.MSG_BUNDLE_DESCRIPTION),
+        (
+            bundle_inputs(bundle_compute_type="GRAPHICS_G4DN"),
+            "bundle_compute_type",
+            plan.MSG_BUNDLE_COMPUTE_FOR_IMAGE.format(
+                compute="Graphics.g4dn",
+                what="ingestion process",
+                image="BYOL_REGULAR_WSP",
+                allowed="Value, Standard, Performance, Power, PowerPro, General purpose 4xlarge or "
+                "General purpose 8xlarge",
+            ),
+        ),
+        (bundle_inputs(bundle_root_gb="100"), "bundle_root_gb", plan.MSG_ROOT_SIZE),
+        (
+            bundle_inputs(bundle_root_gb="lots"),
+            "bundle_root_gb",
+            django_forms.IntegerField.default_error_messages["invalid"],
+        ),
+        (bundle_inputs(bundle_root_gb="80", bundle_user_gb="20"), "bundle_user_gb", plan.MSG_USER_SIZE_SMALL_ROOT),
+        (bundle_inputs(bundle_user_gb="50"), "bundle_user_gb", plan.MSG_USER_SIZE_LARGE_ROOT),
+        ({"copy_regions": "us-east-1"}, "copy_regions", plan.MSG_COPY_TARGET_REGION.format(region="us-east-1")),
+        ({"copy_regions": "Frankfurt"}, "copy_regions", plan.MSG_COPY_REGION_FORMAT.format(region="Frankfurt")),
+        (
+            {"copy_regions": "cn-northwest-1"},
+            "copy_regions",
+            plan.MSG_COPY_OTHER_PARTITION.format(region="cn-northwest-1", partition="aws-cn", target_partition="aws"),
+        ),
+        (
+            {"copy_regions": "eu-central-1 eu-central-1"},
+            "copy_regions",
+            plan.MSG_COPY_DUPLICATE.format(region="eu-central-1"),
+        ),
+        ({"copy_regions": "eu-central-1", "copy_bundles": "on"}, "copy_bundles", plan.MSG_COPY_BUNDLE_WITHOUT_BUNDLE),
+        (
+            {"share_accounts": "123456789012"},
+            "share_accounts",
+            plan.MSG_SHARE_OWN_ACCOUNT.format(account="123456789012"),
+        ),
+        (
+            {"share_accounts": "2109876543"},
+            "share_accounts",
+            plan.MSG_SHARE_ACCOUNT_FORMAT.format(account="2109876543"),
+        ),
+        (
+            {"share_accounts": "210987654321\n210987654321"},
+            "share_accounts",
+            plan.MSG_SHARE_DUPLICATE.format(account="210987654321"),
+        ),
+    ],
+)
+def test_a_bad_plan_input_is_refused_with_its_message_on_its_field(
+    target: AwsTarget, inputs: dict[str, str], field: str, message: str
+) -> None:
+    form = ImportRequestForm(form_data(target, **inputs))
+
+    assert form.errors == {field: [message]}
+
+
+def test_a_repeated_copy_region_is_told_once_even_when_the_copies_are_shared(target: AwsTarget) -> None:
+    form = ImportRequestForm(
+        form_data(
+            target,
+            copy_regions="eu-central-1, eu-central-1, us-east-1",
+            share_accounts="210987654321",
+            share_copies="on",
+        )
+    )
+
+    assert form.errors == {
+        "copy_regions": [
+            plan.MSG_COPY_DUPLICATE.format(region="eu-central-1"),
+            plan.MSG_COPY_TARGET_REGION.format(region="us-east-1"),
+        ]
+    }
+
+
+def test_copies_from_a_govcloud_target_are_refused_with_aws_rule(db: None) -> None:
+    govcloud = AwsTarget.objects.create(name="GovCloud", account_id="123456789012", region="us-gov-west-1")
+
+    form = ImportRequestForm(form_data(govcloud, copy_regions="us-gov-east-1", share_accounts="210987654321"))
+
+    assert form.errors == {"copy_regions": [plan.MSG_COPY_GOVCLOUD], "share_accounts": [plan.MSG_SHARE_GOVCLOUD]}
+
+
+@pytest.mark.parametrize(("compute_type", "accepted"), [("GRAPHICS_G7_4XLARGE", True), ("STANDARD", False)])
+def test_an_image_builder_images_bundle_follows_its_compute_type(
+    target: AwsTarget, compute_type: str, accepted: bool
+) -> None:
+    data = image_builder_form(target, compute_type="GRAPHICS_G7", **bundle_inputs(bundle_compute_type=compute_type))
+
+    form = ImportRequestForm(data)
+
+    assert form.is_valid() is accepted
+    if not accepted:
+        assert list(form.errors) == ["bundle_compute_type"]
+        assert "(compute type GRAPHICS_G7)" in form.errors["bundle_compute_type"][0]
+
+
+def test_the_page_gives_the_script_the_bundle_types_of_each_image(
+    client: Any, requester: Any, target: AwsTarget
+) -> None:
+    client.force_login(requester)
+
+    html = client.get(reverse("request_create")).content.decode()
+
+    page = Page(html)
+    assert page.attrs["bundle-compute-types"]["type"] == "application/json"
+    assert json.loads(page.text["bundle-compute-types"]) == {
+        "classic": {k: list(v) for k, v in plan.BUNDLE_COMPUTE_BY_PROCESS.items()},
+        "image_builder": {k: list(v) for k, v in plan.BUNDLE_COMPUTE_BY_IMAGE_COMPUTE.items()},
+    }
+    assert page.attrs["id_bundle"]["aria-controls"] == "plan-bundle"
+    # The bundle's settings sit in the block the script shows and hides with the box.
+    assert page.words("plan-bundle").startswith("Bundle name")
+    assert page.attrs["id_bundle_root_gb"]["value"] == "80"
+    assert page.attrs["id_bundle_user_gb"]["value"] == "50"
+    assert page.attrs["id_share_accounts"]["aria-describedby"] == "id_share_accounts_helptext"
+
+
+def test_a_post_with_a_bad_plan_shows_the_messages_next_to_the_fields_and_saves_nothing(
+    client: Any, requester: Any, target: AwsTarget
+) -> None:
+    client.force_login(requester)
+    data = form_data(
+        target, **PLAN_INPUTS | {"bundle_name": "byol finance", "copy_regions": "us-east-1", "share_accounts": "12345"}
+    )
+
+    response = client.post(reverse("request_create"), data)
+
+    assert response.status_code == 400
+    page = Page(response.content.decode())
+    assert page.words("id_bundle_name_error") == plan.MSG_BUNDLE_NAME
+    assert page.attrs["id_bundle_name"]["aria-invalid"] == "true"
+    assert page.words("id_copy_regions_error") == plan.MSG_COPY_TARGET_REGION.format(region="us-east-1")
+    assert page.words("id_share_accounts_error") == plan.MSG_SHARE_ACCOUNT_FORMAT.format(account="12345")
+    # What was typed stays.
+    assert page.attrs["id_bundle_name"]["value"] == "byol finance"
+    assert page.attrs["id_copy_regions"]["value"] == "us-east-1"
+    assert page.text["id_share_accounts"].strip() == "12345"
+    assert "checked" in page.attrs["id_bundle"]
+    assert page.selected["id_bundle_compute_type"] == "STANDARD"
+    assert ImportRequest.objects.count() == 0
+    assert RequestEvent.objects.count() == 0
+
+
+def test_a_post_with_a_plan_stores_it_and_the_submit_event_carries_it(
+    client: Any, requester: Any, target: AwsTarget
+) -> None:
+    client.force_login(requester)
+
+    response = client.post(reverse("request_create"), form_data(target, **PLAN_INPUTS))
+
+    created = ImportRequest.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("request_detail", args=[created.pk])
+    created.refresh_from_db()
+    assert created.delivery_plan == FULL_PLAN
+    assert created.events.get().data["plan"] == FULL_PLAN
+
+
+def test_the_edit_page_starts_from_the_requests_plan(client: Any, requester: Any, make_request: Any) -> None:
+    own = make_request(delivery_plan=FULL_PLAN)
+    client.force_login(requester)
+
+    page = Page(client.get(reverse("request_edit", args=[own.pk])).content.decode())
+
+    assert "checked" in page.attrs["id_bundle"]
+    assert page.attrs["id_bundle_name"]["value"] == "byol-finance"
+    assert page.attrs["id_bundle_description"]["value"] == "Finance desktops (Win 10)"
+    assert page.selected["id_bundle_compute_type"] == "STANDARD"
+    assert (page.attrs["id_bundle_root_gb"]["value"], page.attrs["id_bundle_user_gb"]["value"]) == ("175", "100")
+    assert page.attrs["id_copy_regions"]["value"] == "eu-central-1, ap-southeast-2"
+    assert "checked" in page.attrs["id_copy_bundles"]
+    assert page.text["id_share_accounts"].split() == ["210987654321", "555566667777"]
+    assert "checked" in page.attrs["id_share_copies"]
+
+
+def test_the_edit_page_of_a_request_without_a_plan_offers_the_defaults(
+    client: Any, requester: Any, make_request: Any
+) -> None:
+    own = make_request()
+    client.force_login(requester)
+
+    page = Page(client.get(reverse("request_edit", args=[own.pk])).content.decode())
+
+    assert "checked" not in page.attrs["id_bundle"]
+    assert (page.attrs["id_bundle_root_gb"]["value"], page.attrs["id_bundle_user_gb"]["value"]) == ("80", "50")
+    assert page.attrs["id_copy_regions"].get("value") in (None, "")
+    assert page.text["id_share_accounts"].strip() == ""
+
+
+def test_saving_the_edit_page_as_it_came_keeps_the_plan_and_a_change_replaces_it(
+    client: Any, requester: Any, make_request: Any, target: AwsTarget
+) -> None:
+    own = make_request(delivery_plan=FULL_PLAN)
+    client.force_login(requester)
+    edit = reverse("request_edit", args=[own.pk])
+    data = form_data(target, image_name=own.image_name, version="1", **PLAN_INPUTS)
+
+    assert client.post(edit, data).status_code == 302
+    own.refresh_from_db()
+    assert (own.version, own.delivery_plan) == (2, FULL_PLAN)
+
+    unticked = {name: value for name, value in data.items() if name not in ("bundle", "copy_bundles", "share_copies")}
+    response = client.post(edit, unticked | {"version": "2", "copy_regions": "", "share_accounts": "210987654321"})
+
+    assert response.status_code == 302
+    own.refresh_from_db()
+    assert (own.version, own.delivery_plan) == (3, {"shares": [{"account_id": "210987654321", "region": "us-east-1"}]})
+    event = own.events.order_by("-seq").first()
+    assert event.data["before"]["plan"] == FULL_PLAN
+    assert event.data["after"]["plan"] == own.delivery_plan

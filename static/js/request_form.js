@@ -43,8 +43,11 @@
 // Narrow the form as the requester chooses, so an impossible combination cannot be picked:
 // only the chosen import path's fields show; Windows 11 takes away PCoIP; G6 and G7 compute
 // need DCV; Office follows the Windows version and the process; the Image Builder source shows
-// only its own field. Without JavaScript every field shows and the server refuses what AWS
-// would (imports/rules.py); the rules here mirror those, never replace them.
+// only its own field. After the import: the bundle's settings show only while a bundle is asked
+// for, its hardware narrows to the compute types the image runs (imports/plan.py's table, which
+// the page carries as JSON data), and a copy's bundle is off without the bundle. Without
+// JavaScript every field shows and the server refuses what AWS would (imports/rules.py,
+// imports/plan.py); the rules here mirror those, never replace them.
 (function () {
   "use strict";
   const form = document.querySelector("form.request-form");
@@ -58,6 +61,11 @@
   const sourceKind = byId("id_source_kind");
   const sourceFields = { ami: "id_ec2_image_id", import_task: "id_ec2_import_task_id", image_version: "id_image_build_version_arn" };
   const DCV_ONLY = ["GRAPHICS_G6", "GRAPHICS_G7"];
+  const bundle = byId("id_bundle");
+  const bundleCompute = byId("id_bundle_compute_type");
+  const copyBundles = byId("id_copy_bundles");
+  const bundleTable = byId("bundle-compute-types");
+  const bundleTypes = bundleTable ? JSON.parse(bundleTable.textContent) : {};
 
   function fieldWrapper(id) {
     const input = byId(id);
@@ -122,6 +130,15 @@
       if (!win11 || !/_WSP$/.test(chosenProcess)) return true;
       return chosenProcess.indexOf("GRAPHICS") < 0 && value === "Microsoft_Office_2019";
     });
+
+    // The bundle: its settings with its box; its hardware by the image's process or compute type
+    // (any, while that is not chosen).
+    const bundleSet = byId("plan-bundle");
+    if (bundle && bundleSet) bundleSet.hidden = !bundle.checked;
+    if (bundle && copyBundles) copyBundles.disabled = !bundle.checked;
+    const imageKind = imageBuilder ? (compute ? compute.value : "") : chosenProcess;
+    const allowedTypes = (bundleTypes[path()] || {})[imageKind];
+    narrow(bundleCompute, function (value) { return !allowedTypes || allowedTypes.indexOf(value) >= 0; });
   }
 
   form.addEventListener("change", update);
