@@ -33,7 +33,7 @@ from django.utils import timezone
 from imports import aws, dispatch, image_errors, rules, workflow
 from imports.locks import job_lock, lease_kept
 from imports.models import AwsTarget, ImportRequest
-from imports.retry import TryAgain, backoff
+from imports.retry import TryAgain, gave_up_message, wait_for_aws
 
 logger = logging.getLogger(__name__)
 State = ImportRequest.State
@@ -52,10 +52,7 @@ MSG_PARAMETERS_CHANGED = (
     "The request's parameters no longer match the ones approved, so nothing was sent to AWS. "
     "Revise the request, so that it is approved as it stands."
 )
-MSG_GAVE_UP = (
-    "AWS kept failing for {hours:g} hours, so the portal stopped trying: {reason} "
-    "Once AWS works again, an approver can retry the import."
-)
+MSG_GAVE_UP = "{reason} Once AWS works again, an approver can retry the import."
 MSG_WAITING_FOR_TURN = (
     "Waiting for its turn: the portal keeps to AWS's rate of WorkSpaces calls for this account, "
     "and other imports to it are ahead."
@@ -320,42 +317,26 @@ def _call_aws(request: ImportRequest, parameters: dict[str, Any], checks: list[d
 
 def _wait_for_aws(request: ImportRequest, lease_token: str, error: aws.AwsError, *, calls_before: int) -> None:
     """Schedule the next attempt, or give up once the retry budget is spent."""
-    now = timezone.now()
-    since = datetime.fromisoformat(request.waiting["since"]) if request.waiting.get("since") else now
-    budget = settings.PORTAL_RETRY_BUDGET_SECONDS
-    if (now - since).total_seconds() >= budget:
-        message = MSG_GAVE_UP.format(hours=round(budget / 3600, 1), reason=error.message)
-        sent = request.import_calls > calls_before
-        _refuse(request, {**error.as_record(), "message": message, "next_step": "retry"}, sent=sent)
-        return
-    attempts = int(request.waiting.get("attempts", 0)) + 1
-    limit = isinstance(error, aws.LimitExceeded)
-    seconds = float(settings.PORTAL_LIMIT_RETRY_SECONDS) if limit else backoff(attempts)
-    # A 5xx or a lost answer after this attempt's call went out may hide a made image; an earlier
-    # call's unknown outcome stays unknown until a lookup by name settles it.
     called_now = request.import_calls > calls_before
-    outcome_unknown = _maybe_sent(error) if called_now else request.import_call_pending
-    waiting = {"reason": "transient", "message": error.message, "since": since.isoformat(), "attempts": attempts}
+    wait = wait_for_aws(error, waiting=request.waiting, called_now=called_now, call_pending=request.import_call_pending)
+    if wait is None:
+        message = MSG_GAVE_UP.format(reason=gave_up_message(error))
+        _refuse(request, {**error.as_record(), "message": message, "next_step": "retry"}, sent=called_now)
+        return
     try:
         waits = workflow.schedule_import_retry(
             request_id=request.pk,
             lease_token=lease_token,
             error=error.as_record(),
-            retry_in=seconds,
+            retry_in=wait.seconds,
             lease_seconds=settings.PORTAL_IMPORT_LEASE_SECONDS,
-            outcome_unknown=outcome_unknown,
-            waiting=waiting,
+            outcome_unknown=wait.outcome_unknown,
+            waiting=wait.waiting,
         )
     except workflow.Conflict as lost:
         logger.info("import of %s not rescheduled: %s", request.pk, lost.message)
         return
-    raise TryAgain(seconds, lease_token, waits.next_attempt_at)
-
-
-def _maybe_sent(error: aws.AwsError) -> bool:
-    if isinstance(error, aws.NetworkError):
-        return error.maybe_sent
-    return isinstance(error, aws.ServerError)
+    raise TryAgain(wait.seconds, lease_token, waits.next_attempt_at)
 
 
 def _refuse(request: ImportRequest, failure: dict[str, Any], *, sent: bool) -> None:

@@ -206,7 +206,7 @@ class ImportRequest(models.Model):
         default=list, blank=True, db_default=models.Value([], output_field=models.JSONField())
     )
 
-    # What happens after the import, approved with it (rules.plan_violations): a bundle, copies
+    # What happens after the import, approved with it (imports.plan.plan_violations): a bundle, copies
     # to other regions of the account, sharing with other accounts. {} when nothing.
     # {"bundle": {"name", "description", "compute_type", "root_gb", "user_gb"},
     #  "copies": [{"region", "bundle": bool}], "shares": [{"account_id", "region"}]}

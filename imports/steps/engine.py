@@ -28,16 +28,15 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from imports import aws, workflow
-from imports.execution import TryAgain, backoff
 from imports.locks import job_lock, lease_kept
 from imports.models import ImportRequest, RolloutStep
+from imports.retry import TryAgain, gave_up_message, wait_for_aws
 from imports.steps import OPERATIONS
 from imports.steps.base import DONE, FAILED, Made, NotOurs, Operation
 
 logger = logging.getLogger(__name__)
 StepState = RolloutStep.State
 
-MSG_GAVE_UP = "AWS kept failing for {hours:g} hours, so the portal stopped trying: {reason}"
 MSG_VANISHED = "AWS no longer knows {resource_id}: it was deleted while AWS was still working on it."
 # What to do, by what stopped the step: shown with its failure.
 TODO_PERMISSION = (
@@ -159,37 +158,26 @@ def _fail(step: RolloutStep, failure: dict[str, Any], calls_before: int) -> None
 
 def _wait_for_aws(step: RolloutStep, error: aws.AwsError, calls_before: int) -> None:
     """Schedule the next attempt, or give up once the retry budget is spent."""
-    now = timezone.now()
     step.refresh_from_db()
-    since = datetime.fromisoformat(step.waiting["since"]) if step.waiting.get("since") else now
-    budget = settings.PORTAL_RETRY_BUDGET_SECONDS
-    if (now - since).total_seconds() >= budget:
-        message = MSG_GAVE_UP.format(hours=round(budget / 3600, 1), reason=error.message)
-        _fail(step, {**error.as_record(), "message": message, "what_to_do": TODO_LATER}, calls_before)
-        return
-    attempts = int(step.waiting.get("attempts", 0)) + 1
-    limit = isinstance(error, aws.LimitExceeded)
-    seconds = float(settings.PORTAL_LIMIT_RETRY_SECONDS) if limit else backoff(attempts)
-    # A lost answer after this attempt's call may hide what it made; an earlier call's unknown
-    # outcome stays unknown until `find` settles it.
     called_now = step.calls > calls_before
-    maybe_sent = error.maybe_sent if isinstance(error, aws.NetworkError) else isinstance(error, aws.ServerError)
-    outcome_unknown = maybe_sent if called_now else step.call_pending
-    waiting = {"message": error.message, "since": since.isoformat(), "attempts": attempts}
+    wait = wait_for_aws(error, waiting=step.waiting, called_now=called_now, call_pending=step.call_pending)
+    if wait is None:
+        _fail(step, {**error.as_record(), "message": gave_up_message(error), "what_to_do": TODO_LATER}, calls_before)
+        return
     try:
         waits = workflow.schedule_step_retry(
             step_id=step.pk,
             lease_token=step.lease_token,
             error=error.as_record(),
-            retry_in=seconds,
+            retry_in=wait.seconds,
             lease_seconds=settings.PORTAL_IMPORT_LEASE_SECONDS,
-            outcome_unknown=outcome_unknown,
-            waiting=waiting,
+            outcome_unknown=wait.outcome_unknown,
+            waiting=wait.waiting,
         )
     except workflow.Conflict as lost:
         logger.info("step %s not rescheduled: %s", step.pk, lost.message)
         return
-    raise TryAgain(seconds, step.lease_token, waits.next_attempt_at)
+    raise TryAgain(wait.seconds, step.lease_token, waits.next_attempt_at)
 
 
 # --- following what AWS works on -------------------------------------------------------------
