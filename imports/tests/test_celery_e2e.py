@@ -816,8 +816,11 @@ def test_a_worker_killed_during_a_step_call_is_taken_over_and_aws_makes_the_bund
     request = approve(scenario)
     wait_until_settled(request, celery)
 
+    # The call is recorded before it is sent; the sandbox counts it as it arrives and answers
+    # CALL_LATENCY_MS later, so the worker is now waiting for AWS's answer.
     def call_in_flight() -> bool:
-        return request.events.filter(action="step_call").exists()
+        arrived = control(sandbox, "calls").get("CreateWorkspaceBundle", 0) == 1
+        return request.events.filter(action="step_call").exists() and arrived
 
     wait_until("the bundle call in flight", call_in_flight, celery)
     Workers.kill(celery.worker_that_received("imports.tasks.run_step["))
@@ -831,3 +834,4 @@ def test_a_worker_killed_during_a_step_call_is_taken_over_and_aws_makes_the_bund
     assert request.events.get(action="step_done").data["adopted"] is True
     [bundle] = bundles_named(sandbox, DEFAULT_REGION, name)
     assert bundle["BundleId"] == step.resource_id
+    assert control(sandbox, "calls").get("CreateWorkspaceBundle", 0) == 1
