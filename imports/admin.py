@@ -18,7 +18,15 @@ from django.utils.html import format_html
 
 from imports import dispatch
 from imports.filters import REFERENCE_RE
-from imports.models import AdminEvent, AwsTarget, ImportRequest, RequestEvent, RequestState, format_reference
+from imports.models import (
+    AdminEvent,
+    AwsTarget,
+    ImportRequest,
+    RequestEvent,
+    RequestState,
+    RolloutStep,
+    format_reference,
+)
 
 # A changelist pages through at most this many rows (100 pages of 100): deeper OFFSETs cost
 # seconds on a million events; search or filter to reach rows further in.
@@ -129,6 +137,17 @@ class RequestEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     ordering = ["-seq"]
 
 
+class RolloutStepInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """The delivery plan's steps (a plan has a few); each acted on in the portal (retry)."""
+
+    model = RolloutStep
+    fk_name = "request"
+    fields = ["position", "kind", "region", "state", "resource_id", "resource_state", "calls", "failure", "updated_at"]
+    readonly_fields = fields
+    extra = 0
+    ordering = ["position"]
+
+
 def _reference_search(queryset: QuerySet, search_term: str, field: str) -> QuerySet:
     match = REFERENCE_RE.match(search_term)
     return queryset.filter(**{field: int(match.group(1))}) if match else queryset.none()
@@ -136,12 +155,12 @@ def _reference_search(queryset: QuerySet, search_term: str, field: str) -> Query
 
 @admin.register(ImportRequest)
 class ImportRequestAdmin(ReadOnlyAdminMixin, BigTableAdmin):
-    list_display = ["reference", "image_name", "target", "requester", "approver", "state", "created_at"]
-    list_filter = ["state", "target", "windows_version", "ingestion_process", "created_at"]
+    list_display = ["reference", "image_name", "target", "requester", "approver", "state", "rollout", "created_at"]
+    list_filter = ["state", "rollout", "target", "windows_version", "ingestion_process", "created_at"]
     search_fields = ["image_name", "ec2_image_id", "aws_image_id", "requester__username"]
     list_select_related = ["target", "requester", "approver"]
     readonly_fields = ["reference", "portal_link", "all_events"]
-    inlines = [RequestEventInline]
+    inlines = [RequestEventInline, RolloutStepInline]
     date_hierarchy = "created_at"
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
