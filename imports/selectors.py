@@ -16,6 +16,12 @@ from imports.models import AwsTarget, ImportRequest, RequestEvent
 
 logger = logging.getLogger(__name__)
 SUBMITTED = ImportRequest.State.SUBMITTED.value
+# The columns of a request that a table of requests (templates/imports/_request_table.html)
+# shows: a column it shows and this leaves out is read by a query per row.
+LISTED = (
+    *("image_name", "state", "rollout", "import_progress", "import_stage", "created_at"),
+    *("target__name", "requester__username"),
+)
 
 
 def sees_all_requests(user: AbstractBaseUser) -> bool:
@@ -24,8 +30,22 @@ def sees_all_requests(user: AbstractBaseUser) -> bool:
 
 def visible_requests(user: AbstractBaseUser) -> QuerySet[ImportRequest]:
     """Approvers, auditors and admins see every request; everyone else only their own."""
-    requests = ImportRequest.objects.select_related("target", "requester", "approver")
+    return _seen_by(user, ImportRequest.objects.select_related("target", "requester", "approver"))
+
+
+def listed_requests(user: AbstractBaseUser) -> QuerySet[ImportRequest]:
+    """The requests `user` may see, with only the columns a table of them shows."""
+    return _seen_by(user, _listed(ImportRequest.objects.all()))
+
+
+def _seen_by(user: AbstractBaseUser, requests: QuerySet[ImportRequest]) -> QuerySet[ImportRequest]:
     return requests if sees_all_requests(user) else requests.filter(requester=user)
+
+
+def _listed(requests: QuerySet[ImportRequest]) -> QuerySet[ImportRequest]:
+    # What templates/imports/_request_table.html shows of each row. A request's other columns
+    # (its JSON: pre-flight, failures, plan, tags) are most of its size, and read for nothing.
+    return requests.select_related("target", "requester").only(*LISTED)
 
 
 def visible_request(user: AbstractBaseUser, pk: int) -> ImportRequest | None:
@@ -39,8 +59,7 @@ def approval_queue(user: AbstractBaseUser) -> QuerySet[ImportRequest]:
     if not roles.has_role(user, roles.APPROVERS):
         return ImportRequest.objects.none()
     return (
-        ImportRequest.objects.select_related("target", "requester")
-        .filter(state=ImportRequest.State.SUBMITTED)
+        _listed(ImportRequest.objects.filter(state=ImportRequest.State.SUBMITTED))
         .exclude(requester=user)
         .order_by("created_at", "id")
     )
@@ -75,7 +94,7 @@ def desk(user: AbstractBaseUser, *, size: int) -> Desk:
 
     # A sliced query cannot stand in a UNION on SQLite: each half names its rows by a subquery.
     newest = ImportRequest.objects.filter(mine).order_by("-created_at", "-id").values("pk")[:size]
-    rows = ImportRequest.objects.select_related("target", "requester").order_by()
+    rows = _listed(ImportRequest.objects.order_by())
     latest = rows.filter(pk__in=newest)
     if approves:
         latest = latest.union(rows.filter(pk__in=approval_queue(user).values("pk")[:size]), all=True)

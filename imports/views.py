@@ -303,7 +303,7 @@ def request_status(request: HttpRequest, pk: int) -> JsonResponse:
 def request_list(request: HttpRequest) -> HttpResponse:
     if not selectors.sees_all_requests(request.user):
         raise PermissionDenied
-    filters = RequestFilter(request.GET, queryset=selectors.visible_requests(request.user))
+    filters = RequestFilter(request.GET, queryset=selectors.listed_requests(request.user))
     requests = filters.qs if filters.is_valid() else ImportRequest.objects.none()
     page = keyset_page(requests, size=PAGE_SIZE, after=request.GET.get("after"), before=request.GET.get("before"))
     context = {
