@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/byol_portal
+# Test processes (pytest-xdist); each has its own test database, sandbox and Redis database.
+TEST_WORKERS ?= 3
 
 .PHONY: run test test-browser test-postgres lint format clean venv
 
@@ -38,7 +40,7 @@ lint: venv
 
 test: lint
 	$(PY) manage.py makemigrations --check --dry-run
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 	$(MAKE) test-browser
 
 # Playwright drives Debian's Chromium (apt-get install chromium) against the portal as
@@ -47,7 +49,7 @@ test-browser: venv
 	$(PY) -m pytest browser_tests -p no:django
 
 test-postgres: venv
-	DATABASE_URL=$(POSTGRES_TEST_URL) $(PY) -m pytest
+	DATABASE_URL=$(POSTGRES_TEST_URL) $(PY) -m pytest -n $(TEST_WORKERS)
 
 format: venv
 	$(VENV)/bin/ruff format .
