@@ -19,7 +19,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, DurationField, ExpressionWrapper, F, FilteredRelation, Max, Min, Q
+from django.db.models import Count, DurationField, ExpressionWrapper, F, FilteredRelation, Max, Min, Q, QuerySet
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
@@ -223,17 +223,19 @@ def _codes_of(failure: dict[str, Any]) -> list[str]:
     return ["pre-import checks"] if failure.get("checks") else ["unknown"]
 
 
+def holds_an_image(prefix: str = "") -> Q:
+    """A request whose image takes a slot of the quota in its target's region (`prefix`: the
+    path to the request, as "requests__" from a target)."""
+    return Q(**{f"{prefix}state__in": HOLDS_AN_IMAGE}) & ~Q(**{f"{prefix}aws_image_id": ""})
+
+
+def targets_with_images() -> QuerySet[AwsTarget]:
+    """Each active target, annotated with the images the portal holds there (`held`): one LEFT
+    JOIN that reads only the requests holding an image."""
+    images = FilteredRelation("requests", condition=holds_an_image("requests__"))
+    return AwsTarget.objects.filter(is_active=True).alias(images=images).annotate(held=Count("images")).order_by("name")
+
+
 def _quota_per_target() -> list[dict[str, Any]]:
-    """Each active target, with the images the portal holds there: one LEFT JOIN that reads only
-    the requests holding an image."""
-    images = FilteredRelation(
-        "requests", condition=Q(requests__state__in=HOLDS_AN_IMAGE) & ~Q(requests__aws_image_id="")
-    )
-    targets = (
-        AwsTarget.objects.filter(is_active=True)
-        .alias(images=images)
-        .annotate(held=Count("images"))
-        .order_by("name")
-        .values_list("name", "held")
-    )
+    targets = targets_with_images().values_list("name", "held")
     return [{"label": name, "value": held, "limit": IMAGE_QUOTA} for name, held in targets]

@@ -6,7 +6,10 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
 from imports.models import AwsTarget, ImportRequest
+from imports.rules import Rollout
+from imports.selectors import ROLLOUT_OPEN
 
+ROLLOUT_NOT_FINISHED = "open"
 # A search matching more user names than this finds the requests of the first ones only (and
 # every request whose other columns match).
 MAX_SEARCHED_REQUESTERS = 100
@@ -38,6 +41,18 @@ class RequestFilter(django_filters.FilterSet):
         max_length=150,
         widget=forms.TextInput(attrs={"placeholder": "User name", "autocomplete": "off", "class": "form-control"}),
     )
+    # Only what the partial index request_rollout_open holds: each choice reads it alone.
+    rollout = django_filters.ChoiceFilter(
+        label="Rollout",
+        method="by_rollout",
+        choices=[
+            (ROLLOUT_NOT_FINISHED, "Not finished (running or incomplete)"),
+            (Rollout.RUNNING.value, "Rollout running"),
+            (Rollout.INCOMPLETE.value, "Rollout incomplete (a step failed)"),
+        ],
+        empty_label="Any rollout",
+        widget=forms.Select(attrs={"class": "form-select"}),
+    )
     created_from = django_filters.DateFilter(
         field_name="created_at",
         lookup_expr="date__gte",
@@ -53,7 +68,10 @@ class RequestFilter(django_filters.FilterSet):
 
     class Meta:
         model = ImportRequest
-        fields = ["q", "state", "target", "requester", "created_from", "created_to"]
+        fields = ["q", "state", "target", "requester", "rollout", "created_from", "created_to"]
+
+    def by_rollout(self, queryset: QuerySet[ImportRequest], name: str, value: str) -> QuerySet[ImportRequest]:
+        return queryset.filter(rollout__in=ROLLOUT_OPEN if value == ROLLOUT_NOT_FINISHED else [value])
 
     def by_requester(self, queryset: QuerySet[ImportRequest], name: str, value: str) -> QuerySet[ImportRequest]:
         # The user is looked up first (a small table): the page then reads the (requester,

@@ -1,6 +1,7 @@
 """Reads: what a user may see, the approval queue, who to tell, which AMIs to offer."""
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -8,11 +9,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet, Value
+from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.utils import timezone
 
-from imports import aws, dispatch, roles
-from imports.models import AwsTarget, ImportRequest, RequestEvent
+from imports import aws, charts, dispatch, roles, rules
+from imports.models import AwsTarget, EventAction, ImportRequest, RequestEvent, RolloutStep
+from imports.steps.copy import CopyImage
 
 logger = logging.getLogger(__name__)
 SUBMITTED = ImportRequest.State.SUBMITTED.value
@@ -22,6 +24,9 @@ LISTED = (
     *("image_name", "state", "rollout", "import_progress", "import_stage", "created_at"),
     *("target__name", "requester__username"),
 )
+# A rollout that is not finished: steps still run, or one failed (the list's "rollout" filter
+# and the dashboard; the partial index request_rollout_open holds exactly these requests).
+ROLLOUT_OPEN = (rules.Rollout.RUNNING.value, rules.Rollout.INCOMPLETE.value)
 
 
 def sees_all_requests(user: AbstractBaseUser) -> bool:
@@ -50,8 +55,16 @@ def _listed(requests: QuerySet[ImportRequest]) -> QuerySet[ImportRequest]:
 
 def visible_request(user: AbstractBaseUser, pk: int) -> ImportRequest | None:
     """One request, or None when it does not exist *or* the user may not see it (so a guessed
-    id tells nothing)."""
-    return visible_requests(user).filter(pk=pk).first()
+    id tells nothing), with its `available_image` (see below) in the same query."""
+    return visible_requests(user).annotate(available_image=available_image()).filter(pk=pk).first()
+
+
+def available_image() -> Subquery:
+    """For an annotation: what AWS said of a request's image when it last became available (its
+    latest IMAGE_AVAILABLE event's "image", UpdateAvailable included), None before. One lookup
+    along the events' (request, seq) index."""
+    events = RequestEvent.objects.filter(request=OuterRef("pk"), action=EventAction.IMAGE_AVAILABLE)
+    return Subquery(events.order_by("-seq").values("data__image")[:1])
 
 
 def approval_queue(user: AbstractBaseUser) -> QuerySet[ImportRequest]:
@@ -74,20 +87,28 @@ class Desk:
     my_latest: list[ImportRequest]
     queue_size: int
     queue: list[ImportRequest]
+    # Requests whose rollout is not finished, by rollout (running, incomplete): everyone's for
+    # those who see every request, else the user's own.
+    rollouts_open: dict[str, int]
 
 
 def desk(user: AbstractBaseUser, *, size: int) -> Desk:
-    """Two queries whatever the history's size. The counts: the user's requests by state, and
-    every submitted request (the queue is those less the user's own), one UNION ALL of two
-    grouped counts, each read from an index alone (requester, or state). The rows: the user's
+    """Two queries whatever the history's size. The counts: the user's requests by state, every
+    submitted request (the queue is those less the user's own) and the unfinished rollouts, one
+    UNION ALL of grouped counts, read from an index each (requester, state, or the partial index
+    of unfinished rollouts). The rows: the user's
     `size` newest requests and the queue's `size` oldest, one UNION ALL, each half along its
     (requester | state, created_at, id) index."""
     mine = Q(requester=user)
     approves = roles.has_role(user, roles.APPROVERS)
-    counts = _counts_by_state(ImportRequest.objects.filter(mine), "mine")
+    counts = _counts_by(ImportRequest.objects.filter(mine), "state", "mine")
     if approves:
-        counts = counts.union(_counts_by_state(ImportRequest.objects.filter(state=SUBMITTED), "all"), all=True)
-    counted: dict[str, dict[str, int]] = {"mine": {}, "all": {}}
+        counts = counts.union(_counts_by(ImportRequest.objects.filter(state=SUBMITTED), "state", "all"), all=True)
+    rollouts = ImportRequest.objects.filter(rollout__in=ROLLOUT_OPEN)
+    if not sees_all_requests(user):
+        rollouts = rollouts.filter(mine)
+    counts = counts.union(_counts_by(rollouts, "rollout", "rollouts"), all=True)
+    counted: dict[str, dict[str, int]] = {"mine": {}, "all": {}, "rollouts": {}}
     for whose, state, n in counts:
         counted[whose][state] = n
     my_counts = counted["mine"]
@@ -104,15 +125,13 @@ def desk(user: AbstractBaseUser, *, size: int) -> Desk:
         my_latest=[r for r in reversed(found) if r.requester_id == user.pk],
         queue_size=counted["all"].get(SUBMITTED, 0) - my_counts.get(SUBMITTED, 0),
         queue=[r for r in found if r.requester_id != user.pk],
+        rollouts_open=counted["rollouts"],
     )
 
 
-def _counts_by_state(requests: QuerySet[ImportRequest], whose: str) -> QuerySet[ImportRequest]:
+def _counts_by(requests: QuerySet[ImportRequest], column: str, whose: str) -> QuerySet[ImportRequest]:
     return (
-        requests.order_by()
-        .values("state")
-        .annotate(n=Count("pk"), whose=Value(whose))
-        .values_list("whose", "state", "n")
+        requests.order_by().values(column).annotate(n=Count("pk"), whose=Value(whose)).values_list("whose", column, "n")
     )
 
 
@@ -142,10 +161,6 @@ def history_page(request: ImportRequest, *, before: str | None, size: int) -> Hi
     return HistoryPage(events=shown, total=request.events.count(), older_than=older_than, newest=newest)
 
 
-def latest_event(request: ImportRequest, action: str) -> RequestEvent | None:
-    return request.events.filter(action=action).order_by("-seq").first()
-
-
 def approvers_for(request: ImportRequest) -> QuerySet[AbstractBaseUser]:
     """Active users who may decide on `request`: members of Approvers other than its requester."""
     return (
@@ -170,3 +185,82 @@ def offered_amis() -> dict[int, list[aws.Ami]]:
         if stale and cache.add(f"ami-offers-asked:{target.pk}", True, timeout=60):
             dispatch.publish("refresh_ami_offers", (target.pk,))
     return offers
+
+
+# --- what the portal made in each target -----------------------------------------------------
+
+
+def active_targets() -> QuerySet[AwsTarget]:
+    """The active targets, each with the images the portal holds in its region (`held`): everyone
+    who files or decides on imports sees where images go and how full each account is."""
+    return charts.targets_with_images()
+
+
+def visible_target(user: AbstractBaseUser, pk: int) -> AwsTarget | None:
+    """An active target; an inactive one too for those who see every request (its images stay)."""
+    targets = AwsTarget.objects.all() if sees_all_requests(user) else AwsTarget.objects.filter(is_active=True)
+    return targets.filter(pk=pk).first()
+
+
+def target_images(user: AbstractBaseUser, target: AwsTarget) -> QuerySet[ImportRequest]:
+    """The requests `user` may see that made an image in `target`, each with its steps (copies,
+    bundles, shares), and `available_image`: what AWS said of the image when it became available
+    (its latest IMAGE_AVAILABLE event's, UpdateAvailable included; None before). Two queries a
+    page (imports.paging), whatever the number of steps."""
+    return (
+        visible_requests(user)
+        .filter(target=target)
+        .exclude(aws_image_id="")
+        .annotate(available_image=available_image())
+        .prefetch_related(Prefetch("steps", queryset=RolloutStep.objects.order_by("position")))
+    )
+
+
+@dataclass(frozen=True)
+class RegionQuota:
+    """The images the portal holds in one region of an account, against AWS's default quota."""
+
+    region: str
+    held: int
+    limit: int = aws.IMAGE_QUOTA
+
+    @property
+    def room(self) -> int:
+        return max(self.limit - self.held, 0)
+
+    @property
+    def level(self) -> str:
+        if self.held >= self.limit:
+            return "full"
+        return "warn" if self.held >= aws.IMAGE_QUOTA_WARNING_AT else "ok"
+
+
+# A copy takes a slot in its region from the moment AWS accepts it.
+HOLDS_A_COPY = (RolloutStep.State.TRACKING.value, RolloutStep.State.DONE.value)
+
+
+def image_quota(target: AwsTarget) -> list[RegionQuota]:
+    """The images the portal's requests hold in each region of the target's account (the quota
+    is per account and region, whichever target made them): the requests' own images in their
+    targets' regions (charts.holds_an_image, as the dashboard's chart counts them) and their
+    copies; the target's own region first. One UNION ALL of two grouped counts. What was made
+    outside the portal is not counted."""
+    account = target.account_id
+    images = (
+        ImportRequest.objects.filter(charts.holds_an_image(), target__account_id=account)
+        .order_by()
+        .values(in_region=F("target__region"))
+        .annotate(n=Count("pk"))
+        .values_list("in_region", "n")
+    )
+    copies = (
+        RolloutStep.objects.filter(kind=CopyImage.kind, state__in=HOLDS_A_COPY, request__target__account_id=account)
+        .order_by()
+        .values(in_region=F("region"))
+        .annotate(n=Count("pk"))
+        .values_list("in_region", "n")
+    )
+    held: Counter[str] = Counter({target.region: 0})
+    for region, n in images.union(copies, all=True):
+        held[region] += n
+    return [RegionQuota(region, held[region]) for region in sorted(held, key=lambda r: (r != target.region, r))]

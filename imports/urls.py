@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from imports import views
+from imports import rollout_views, views
 
 
 class RequestIdConverter:
@@ -25,8 +25,12 @@ urlpatterns = [
     path("requests/<request_id:pk>/", views.request_detail, name="request_detail"),
     path("requests/<request_id:pk>/edit/", views.request_edit, name="request_edit"),
     path("requests/<request_id:pk>/status/", views.request_status, name="request_status"),
+    path("requests/<request_id:pk>/rollout/", rollout_views.request_rollout, name="request_rollout"),
+    path("requests/<request_id:pk>/steps/<request_id:step_id>/retry/", rollout_views.step_retry, name="step_retry"),
     path("requests/<request_id:pk>/<slug:action>/", views.request_action, name="request_action"),
     path("approvals/", views.approval_queue, name="approval_queue"),
+    path("targets/", rollout_views.target_list, name="target_list"),
+    path("targets/<request_id:pk>/images/", rollout_views.target_images, name="target_images"),
     path("audit/exports/", views.audit_export, name="audit_export"),
     path("audit/exports/<request_id:pk>/download/", views.audit_export_download, name="audit_export_download"),
     path("audit/admin-history/", views.admin_history, name="admin_history"),

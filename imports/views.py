@@ -23,11 +23,12 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from imports import charts, exports, roles, selectors, workflow
+from imports import charts, exports, roles, rollout_views, selectors, workflow
 from imports.filters import RequestFilter
 from imports.forms import AuditExportForm, DecisionForm, ImportRequestForm, tag_formset
-from imports.models import AdminEvent, AuditExport, ImportRequest, RequestEvent
+from imports.models import AdminEvent, AuditExport, ImportRequest
 from imports.paging import keyset_page
+from imports.rules import Rollout
 from imports.workflow import Action
 
 PAGE_SIZE = 25
@@ -83,6 +84,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "my_requests": desk.my_latest,
             "queue": desk.queue,
             "queue_size": desk.queue_size,
+            "rollouts_open": desk.rollouts_open,
+            "rollouts_open_total": sum(desk.rollouts_open.values()),
             "charts": charts.dashboard_charts() if _reads_the_charts(request.user) else None,
         },
     )
@@ -191,7 +194,7 @@ def _render_detail(
         "import_request": import_request,
         "events": history.events,
         "history": history,
-        "image_update": _image_update(import_request, history.events),
+        "image_update": _image_update(import_request),
         "actions": actions,
         "decision": decision,
         "parameters": import_request.aws_parameters(),
@@ -203,19 +206,20 @@ def _render_detail(
             for earlier in reversed(import_request.earlier_failures)
         ],
         "next_attempt_iso": import_request.next_attempt_at.isoformat() if import_request.next_attempt_at else "",
+        "rollout": rollout_views.rollout_card(request.user, import_request),
+        # While the rollout runs, the page reloads its rollout card in place.
+        "rollout_live": import_request.rollout == Rollout.RUNNING,
     }
     return render(request, "imports/request_detail.html", context, status=status)
 
 
-def _image_update(import_request: ImportRequest, events: list[RequestEvent]) -> dict[str, Any] | None:
+def _image_update(import_request: ImportRequest) -> dict[str, Any] | None:
     """What AWS said about updates for the image when it became available (Updates in
-    DescribeWorkspaceImages), if it has one."""
+    DescribeWorkspaceImages), if it has one: read with the request (selectors.visible_request),
+    so a rollout's many events never push it out of the page's reach."""
     if import_request.state != ImportRequest.State.AVAILABLE:
         return None
-    # Usually among the newest events already read; looked for only when it is not.
-    shown = (e for e in reversed(events) if e.action == Action.IMAGE_AVAILABLE)
-    available = next(shown, None) or selectors.latest_event(import_request, Action.IMAGE_AVAILABLE)
-    image = available.data.get("image", {}) if available else {}
+    image = import_request.available_image or {}
     return image if image.get("update_available") else None
 
 
@@ -295,6 +299,7 @@ def request_status(request: HttpRequest, pk: int) -> JsonResponse:
             }
             if import_request.via_image_builder
             else None,
+            "rollout": rollout_views.rollout_status(import_request),
         }
     )
 

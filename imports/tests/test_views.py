@@ -580,6 +580,7 @@ def test_the_status_endpoint_reports_state_and_history_length_to_who_may_see_it(
         "events": 2,
         "next_attempt_at": None,
         "progress": None,  # a classic import reports no stages
+        "rollout": None,  # no delivery plan, or not started (test_rollout_pages has one)
     }
     assert theirs.status_code == 404
 

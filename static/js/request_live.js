@@ -1,5 +1,7 @@
 // While a request is being checked or imported, ask the portal every few seconds whether it
-// moved on, and reload the page when it did. Without JavaScript, reloading by hand does the same.
+// moved on, and reload the page when it did. While its rollout runs, reload only the rollout
+// card when a step moved (not while someone types a retry comment in it), and the page when the
+// rollout ends. Without JavaScript, reloading by hand does the same.
 (function () {
   "use strict";
   const script = document.getElementById("live-script");
@@ -8,19 +10,26 @@
   const seenEvents = parseInt(script.dataset.events, 10);
   const seenState = script.dataset.state;
   const seenNextAttempt = script.dataset.nextAttempt || "";
+  const seenRollout = script.dataset.rollout || "";
+  // Set while only the rollout moves: its steps' events then reload the card, not the page.
+  const rolloutUrl = script.dataset.rolloutUrl || "";
   let delay = 3000;
 
   function check() {
     fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (status) {
-        const moved = status && (status.state !== seenState || status.events !== seenEvents ||
-          (status.next_attempt_at || "") !== seenNextAttempt);
+        const rollout = status && status.rollout;
+        const moved = status && (status.state !== seenState ||
+          (!rolloutUrl && status.events !== seenEvents) ||
+          (status.next_attempt_at || "") !== seenNextAttempt ||
+          (rollout ? rollout.state : "") !== seenRollout);
         if (moved) {
           window.location.reload();
           return;
         }
         if (status && status.progress) showProgress(status.progress);
+        if (rollout && rolloutUrl) showRollout(rollout.signature);
         delay = Math.min(delay * 1.2, 15000);
         window.setTimeout(check, delay);
       })
@@ -61,6 +70,34 @@
       card.dataset.progress = String(progress.percent);
     }
     delay = 3000;
+  }
+  // Someone typing a comment to retry a step, or working in the card: leave it until they are done.
+  function busy(card) {
+    if (card.contains(document.activeElement)) return true;
+    return Array.prototype.some.call(card.querySelectorAll("textarea"), function (field) {
+      return field.value.trim() !== "";
+    });
+  }
+  function showRollout(signature) {
+    const card = document.getElementById("rollout");
+    if (!card || card.dataset.signature === signature || busy(card)) return;
+    delay = 3000;
+    fetch(rolloutUrl, { headers: { Accept: "text/html" }, credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        const current = document.getElementById("rollout");
+        if (!html || !current || busy(current)) return;
+        // A <template> parses the card without running or loading anything.
+        const holder = document.createElement("template");
+        holder.innerHTML = html;
+        const fresh = holder.content.querySelector("#rollout");
+        if (!fresh) return;
+        current.replaceWith(fresh);
+        const summary = document.getElementById("rollout-summary");
+        const announcer = document.getElementById("rollout-announcer");
+        if (summary && announcer) announcer.textContent = summary.textContent;
+      })
+      .catch(function () {});
   }
   window.setTimeout(check, delay);
 })();
