@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/byol_portal
-# Test processes (pytest-xdist); each has its own test database, sandbox and Redis database.
+# Test processes (pytest-xdist); each has its own test database, sandbox and Redis database,
+# and for the browser journeys its own portal.
 TEST_WORKERS ?= 3
+BROWSER_WORKERS ?= 2
 
 .PHONY: run test test-browser test-postgres lint format clean venv
 
@@ -46,7 +48,7 @@ test: lint
 # Playwright drives Debian's Chromium (apt-get install chromium) against the portal as
 # `make run` starts it; no test database, so pytest-django is switched off.
 test-browser: venv
-	$(PY) -m pytest browser_tests -p no:django
+	$(PY) -m pytest browser_tests -p no:django -n $(BROWSER_WORKERS)
 
 test-postgres: venv
 	DATABASE_URL=$(POSTGRES_TEST_URL) $(PY) -m pytest -n $(TEST_WORKERS)

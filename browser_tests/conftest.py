@@ -69,9 +69,15 @@ def artifacts_dir() -> Path:
     return path
 
 
+def log_path(artifacts_dir: Path, name: str) -> Path:
+    """A process's log in the artifacts, one per test process when pytest-xdist runs several."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return artifacts_dir / (f"{name}-{worker}.log" if worker else f"{name}.log")
+
+
 @pytest.fixture(scope="session")
 def portal(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> Iterator[Portal]:
-    with running_portal(tmp_path_factory.mktemp("portal"), artifacts_dir / "portal.log") as running:
+    with running_portal(tmp_path_factory.mktemp("portal"), log_path(artifacts_dir, "portal")) as running:
         yield running
 
 

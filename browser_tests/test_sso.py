@@ -13,7 +13,7 @@ import pytest
 from django_otp.oath import totp
 from playwright.sync_api import Browser, Page, expect
 
-from browser_tests.conftest import DEFAULT_TIMEOUT_MS, DESKTOP
+from browser_tests.conftest import DEFAULT_TIMEOUT_MS, DESKTOP, log_path
 from browser_tests.idp_server import PASSWORD, Idp, running_idp
 from browser_tests.portal import Portal, free_port, running_portal
 from browser_tests.steps import assert_accessible, screenshot
@@ -36,10 +36,13 @@ def sso(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> Iterat
     admin behind its second factor."""
     web_port = free_port()
     portal_url = f"http://127.0.0.1:{web_port}"
-    with running_idp(tmp_path_factory.mktemp("idp"), artifacts_dir / "idp.log", portal_url=portal_url) as idp:
+    with running_idp(tmp_path_factory.mktemp("idp"), log_path(artifacts_dir, "idp"), portal_url=portal_url) as idp:
         env = idp.portal_environment(portal_url) | {"PORTAL_PASSWORD_LOGIN": "false", "PORTAL_ADMIN_OTP": "true"}
         with running_portal(
-            tmp_path_factory.mktemp("sso-portal"), artifacts_dir / "sso-portal.log", web_port=web_port, extra_env=env
+            tmp_path_factory.mktemp("sso-portal"),
+            log_path(artifacts_dir, "sso-portal"),
+            web_port=web_port,
+            extra_env=env,
         ) as portal:
             yield SsoPortal(portal=portal, idp=idp)
 
