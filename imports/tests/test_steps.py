@@ -155,7 +155,12 @@ def test_a_full_plan_ends_with_every_step_done_in_aws(
     assert sorted(e.data["step"] for e in events.filter(action="step_call")) == [1, 2, 3, 4, 5]
     assert sorted(e.data["step"] for e in events.filter(action="step_done")) == [1, 2, 3, 4, 5]
     assert [s.calls for s in steps] == [1, 1, 1, 1, 1]
-    assert any("rollout done" in m.subject for m in mail.outbox)
+    # The requester heard that the image is available and the plan runs next, then how it ended.
+    available_mail = next(m for m in mail.outbox if "import available" in m.subject)
+    assert "The delivery plan runs next" in available_mail.body
+    [done_mail] = [m for m in mail.outbox if "rollout done" in m.subject]
+    assert "req@example.com" in done_mail.to
+    assert "Done: Bundle" in done_mail.body
 
 
 def test_no_plan_makes_no_steps(available: Any) -> None:
