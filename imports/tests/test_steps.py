@@ -8,9 +8,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from django.core import mail
 
-from imports import execution, workflow
+from imports import aws, execution, workflow
 from imports.models import AwsTarget, ImportRequest, RequestEvent, RolloutStep
 from imports.retry import TryAgain
 from imports.steps import engine
@@ -419,3 +420,39 @@ def test_names_taken_in_other_regions_and_byol_off_there_fail_the_preflight(
     control_sandbox(sandbox.url, "faults", {"byol_enabled": False})
     checks = checked(target, requester, {"copies": [{"region": AWAY, "bundle": False}]})
     assert checks[f"byol:{AWAY}"]["outcome"] == "fail"
+
+
+# --- following a bundle AWS works on (the sandbox makes bundles AVAILABLE at once) ------------
+
+
+@pytest.mark.parametrize(("last_word", "ends"), [("AVAILABLE", StepState.DONE), ("ERROR", StepState.FAILED)])
+def test_the_poller_follows_a_pending_bundle_until_aws_says_how_it_ended(
+    available: Any, last_word: str, ends: str
+) -> None:
+    request = available({"bundle": new_bundle()})
+    (step,) = steps_of(request)
+    bundle_id = "wsb-abcdefgh1"
+    RolloutStep.objects.filter(pk=step.pk).update(state=StepState.TRACKING, resource_id=bundle_id)
+
+    def answer(word: str) -> dict[str, Any]:
+        return {"Bundles": [{"BundleId": bundle_id, "Name": step.parameters["BundleName"], "State": word}]}
+
+    with Stubber(aws.client(aws.in_region(request.target, HOME), "workspaces")) as stub:
+        stub.add_response("describe_workspace_bundles", answer("PENDING"), {"BundleIds": [bundle_id]})
+        stub.add_response("describe_workspace_bundles", answer(last_word), {"BundleIds": [bundle_id]})
+        with committed():
+            engine.poll_steps()
+        step.refresh_from_db()
+        assert (step.state, step.resource_state) == (StepState.TRACKING, "PENDING")
+        assert step.polled_at is not None
+        with committed():
+            engine.poll_steps()
+        stub.assert_no_pending_responses()
+
+    step.refresh_from_db()
+    assert step.state == ends
+    request.refresh_from_db()
+    assert request.rollout == ("done" if ends == StepState.DONE else "incomplete")
+    if ends == StepState.FAILED:
+        assert bundle_id in step.failure["message"]
+        assert "retries this step" in step.failure["what_to_do"]
