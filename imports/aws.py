@@ -605,20 +605,9 @@ def image_tags(target: Target, image_id: str) -> dict[str, str]:
 # --- the rollout: bundles, copies, sharing -------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class InRegion:
-    """A target's account in another of its regions: same credentials and endpoint."""
-
-    account_id: str
-    region: str
-    credentials: str
-    role_arn: str
-    external_id: str
-    endpoint_url: str
-
-
 def in_region(target: Target, region: str) -> Target:
-    return InRegion(**{**{f.name: getattr(target, f.name) for f in fields(_Spec)}, "region": region})
+    """The target's account in another of its regions: the same credentials and endpoint."""
+    return replace(_Spec.of(target), region=region)
 
 
 @dataclass(frozen=True)
