@@ -773,7 +773,7 @@ def run_plan_checks(target: Target, *, plan: dict[str, Any], image_name: str, id
     """The delivery plan's checks before approval (imports.plan has the rules of its fields):
     BYOL enabled and the image name free in each region a copy goes to, the bundle's name free
     in each region it is made in. About an account the image is shared with the portal can
-    check nothing (it has no credentials there): a warning says what its owner must see to."""
+    check nothing (it has no credentials there): the request warns of it (plan.plan_warnings)."""
     checks: list[Check] = []
     bundle = plan.get("bundle")
     copy_regions = [copy["region"] for copy in plan.get("copies", [])]
@@ -784,23 +784,7 @@ def run_plan_checks(target: Target, *, plan: dict[str, Any], image_name: str, id
     if bundle:
         bundled = [target.region, *(c["region"] for c in plan.get("copies", []) if c.get("bundle"))]
         checks += [_check_bundle_name(in_region(target, region), bundle["name"]) for region in bundled]
-    for account_id in dict.fromkeys(share["account_id"] for share in plan.get("shares", [])):
-        checks.append(
-            Check(
-                f"share:{account_id}",
-                f"Account {account_id} can use the image",
-                WARN,
-                MSG_SHARE_UNCHECKED.format(account_id=account_id),
-            )
-        )
     return checks
-
-
-MSG_SHARE_UNCHECKED = (
-    "The portal cannot look into account {account_id}: it must be enabled for BYOL in each region the image "
-    "is shared in (AWS shares BYOL images only with such accounts), and its owner copies the image to make "
-    "bundles of it. Ask its owner before approving."
-)
 
 
 def _in(region: str, check: Check) -> Check:

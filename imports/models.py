@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from imports import rules
+from imports import plan, rules
 from imports.endpoints import validate_endpoint_url
 
 
@@ -308,7 +308,8 @@ class ImportRequest(models.Model):
 
     @property
     def warnings(self) -> list[str]:
-        return rules.warnings_for(ingestion_process=self.ingestion_process, office=self.office)
+        advice = rules.warnings_for(ingestion_process=self.ingestion_process, office=self.office)
+        return [*advice, *plan.plan_warnings(self.delivery_plan)]
 
     def aws_parameters(self) -> dict[str, Any]:
         """The parameters of the import call this request asks for (ImportWorkspaceImage, or

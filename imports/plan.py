@@ -257,22 +257,6 @@ def plan_warnings(plan: Mapping[str, Any]) -> list[str]:
     return [MSG_SHARE_NEEDS_BYOL_ACCOUNTS.format(accounts=_words(accounts))]
 
 
-def describe_plan(plan: Mapping[str, Any], target_region: str) -> list[str]:
-    """The plan in plain words, one line per step, for pages and email."""
-    lines = []
-    bundle = plan.get("bundle")
-    if bundle:
-        lines.append(
-            f"Bundle {bundle['name']} ({bundle['compute_type']}, root {bundle['root_gb']} GB, "
-            f"user {bundle['user_gb']} GB) in {target_region}"
-        )
-    for copy in plan.get("copies", []):
-        lines.append(f"Copy to {copy['region']}" + (", with the bundle" if copy["bundle"] else ""))
-    for share in plan.get("shares", []):
-        lines.append(f"Share with {share['account_id']} in {share['region']}")
-    return lines
-
-
 # --- the rules, part by part ------------------------------------------------------------------
 
 

@@ -479,18 +479,6 @@ def test_shares_warn_that_the_receiving_accounts_cannot_be_checked_naming_each_o
     assert "enabled for BYOL" in warnings[0]
 
 
-def test_the_plan_is_described_step_by_step_in_plain_words() -> None:
-    assert plan.describe_plan(FULL_PLAN, "eu-west-1") == [
-        "Bundle byol-std (STANDARD, root 80 GB, user 50 GB) in eu-west-1",
-        "Copy to eu-central-1, with the bundle",
-        "Copy to us-east-1",
-        "Share with 210987654321 in eu-west-1",
-        "Share with 210987654321 in eu-central-1",
-        "Share with 555566667777 in us-east-1",
-    ]
-    assert plan.describe_plan({}, "eu-west-1") == []
-
-
 def test_every_message_is_a_sentence_for_people() -> None:
     messages = [value for name, value in vars(plan).items() if name.startswith("MSG_")]
 
