@@ -280,7 +280,7 @@ def _take_turn(request: ImportRequest, *, resumed: bool) -> bool:
 
 def _approved_parameters(request: ImportRequest) -> dict[str, Any] | None:
     """The parameters of the latest approval, which must still be the request's own."""
-    approval = request.events.filter(action__in=["approve", "retry"]).order_by("-seq").first()
+    approval = workflow.latest_approval(request)
     approved = approval.data.get("parameters") if approval else None
     if approved != request.aws_parameters():
         return None

@@ -705,9 +705,14 @@ def record_image_available(*, request_id: int, data: dict[str, Any]) -> ImportRe
     )
 
 
+def latest_approval(request: ImportRequest) -> RequestEvent | None:
+    """The event of the latest approval (or retry): what the worker may act on."""
+    return request.events.filter(action__in=[Action.APPROVE, Action.RETRY]).order_by("-seq").first()
+
+
 def approved_plan(request: ImportRequest) -> dict[str, Any]:
     """The delivery plan of the latest approval (an approval from before plans: none)."""
-    approval = request.events.filter(action__in=[Action.APPROVE, Action.RETRY]).order_by("-seq").first()
+    approval = latest_approval(request)
     return (approval.data.get("plan") if approval else None) or {}
 
 
@@ -768,6 +773,8 @@ def record_import_progress(*, request_id: int, stage: str, message: str, progres
 
 StepState = RolloutStep.State
 
+# What a step's call needs of its request, read with the step.
+STEP_RELATED = ("request__target", "request__requester", "request__approver", "depends_on")
 MSG_STEP_LEASE_HELD = "Another worker is running this step right now."
 MSG_STEP_NOT_FAILED = "This step has not failed, so there is nothing to retry. Nothing was changed."
 
@@ -812,12 +819,7 @@ def _step_change(
 
 
 def _locked_step(step_id: int, *, of: tuple[str, ...]) -> RolloutStep:
-    step = (
-        RolloutStep.objects.select_for_update(of=of)
-        .select_related("request__target", "depends_on")
-        .filter(pk=step_id)
-        .first()
-    )
+    step = RolloutStep.objects.select_for_update(of=of).select_related(*STEP_RELATED).filter(pk=step_id).first()
     if step is None:
         raise NotFound(MSG_NOT_FOUND)
     return step
@@ -881,7 +883,7 @@ def resume_step(*, step_id: int, lease_token: str, due_at: datetime, lease_secon
     ).update(state=StepState.RUNNING, next_attempt_at=None, lease_expires_at=_lease(lease_seconds))
     if resumed != 1:
         raise Conflict(MSG_STEP_LEASE_HELD)
-    return RolloutStep.objects.select_related("request__target", "depends_on").get(pk=step_id)
+    return RolloutStep.objects.select_related(*STEP_RELATED).get(pk=step_id)
 
 
 def renew_step_lease(*, step_id: int, lease_token: str, lease_seconds: float) -> bool:

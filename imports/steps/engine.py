@@ -78,15 +78,11 @@ def _take(step_id: int, lease_token: str, due_at: datetime | None) -> RolloutSte
     lease = settings.PORTAL_IMPORT_LEASE_SECONDS
     try:
         if lease_token and due_at is not None:
-            step = workflow.resume_step(step_id=step_id, lease_token=lease_token, due_at=due_at, lease_seconds=lease)
-        else:
-            step = workflow.claim_step(step_id=step_id, lease_seconds=lease)
+            return workflow.resume_step(step_id=step_id, lease_token=lease_token, due_at=due_at, lease_seconds=lease)
+        return workflow.claim_step(step_id=step_id, lease_seconds=lease)
     except workflow.WorkflowError as lost:
         logger.info("step %s not taken: %s", step_id, lost.message)
         return None
-    return RolloutStep.objects.select_related(
-        "request__target", "request__requester", "request__approver", "depends_on"
-    ).get(pk=step.pk)
 
 
 def _attempt(step: RolloutStep) -> None:
