@@ -1,13 +1,13 @@
 import re
 
 import django_filters
-from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
 from imports.models import AwsTarget, ImportRequest
 from imports.rules import Rollout
 from imports.selectors import ROLLOUT_OPEN
+from imports.widgets import PlainDateInput, PlainSelect, PlainTextInput
 
 ROLLOUT_NOT_FINISHED = "open"
 # A search matching more user names than this finds the requests of the first ones only (and
@@ -21,17 +21,15 @@ class RequestFilter(django_filters.FilterSet):
         label="Search",
         method="search",
         max_length=100,
-        widget=forms.TextInput(
-            attrs={"placeholder": "Reference, image name, AMI, requester…", "class": "form-control"}
-        ),
+        widget=PlainTextInput(attrs={"placeholder": "Reference, image name, AMI, requester…", "class": "form-control"}),
     )
     state = django_filters.ChoiceFilter(
         choices=ImportRequest.State.choices,
         empty_label="Any state",
-        widget=forms.Select(attrs={"class": "form-select"}),
+        widget=PlainSelect(attrs={"class": "form-select"}),
     )
     target = django_filters.ModelChoiceFilter(
-        queryset=AwsTarget.objects.all(), empty_label="Any target", widget=forms.Select(attrs={"class": "form-select"})
+        queryset=AwsTarget.objects.all(), empty_label="Any target", widget=PlainSelect(attrs={"class": "form-select"})
     )
     # A user name, not a list of everyone who ever filed a request: that list took a DISTINCT
     # over every request on each page, and would not fit a drop-down at thousands of people.
@@ -39,7 +37,7 @@ class RequestFilter(django_filters.FilterSet):
         method="by_requester",
         label="Requester",
         max_length=150,
-        widget=forms.TextInput(attrs={"placeholder": "User name", "autocomplete": "off", "class": "form-control"}),
+        widget=PlainTextInput(attrs={"placeholder": "User name", "autocomplete": "off", "class": "form-control"}),
     )
     # Only what the partial index request_rollout_open holds: each choice reads it alone.
     rollout = django_filters.ChoiceFilter(
@@ -51,19 +49,19 @@ class RequestFilter(django_filters.FilterSet):
             (Rollout.INCOMPLETE.value, "Rollout incomplete (a step failed)"),
         ],
         empty_label="Any rollout",
-        widget=forms.Select(attrs={"class": "form-select"}),
+        widget=PlainSelect(attrs={"class": "form-select"}),
     )
     created_from = django_filters.DateFilter(
         field_name="created_at",
         lookup_expr="date__gte",
         label="Created from",
-        widget=forms.DateInput(attrs={"type": "date", "class": "form-control"}),
+        widget=PlainDateInput(attrs={"type": "date", "class": "form-control"}),
     )
     created_to = django_filters.DateFilter(
         field_name="created_at",
         lookup_expr="date__lte",
         label="Created until",
-        widget=forms.DateInput(attrs={"type": "date", "class": "form-control"}),
+        widget=PlainDateInput(attrs={"type": "date", "class": "form-control"}),
     )
 
     class Meta:

@@ -87,6 +87,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "rollouts_open": desk.rollouts_open,
             "rollouts_open_total": sum(desk.rollouts_open.values()),
             "charts": charts.dashboard_charts() if _reads_the_charts(request.user) else None,
+            "charts_seconds": charts.CACHE_SECONDS,
         },
     )
 

@@ -1,0 +1,88 @@
+"""The widgets and the date filter that write their HTML in Python write what Django's own
+templates write, byte for byte: the same markup, attributes, escaping and time zone."""
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from django import forms
+from django.template import Context, Template
+from django.template.defaultfilters import date as django_date
+from django.test import override_settings
+from django.utils import timezone
+
+from imports.templatetags.timestamps import FORMATS, timestamp
+from imports.widgets import PlainDateInput, PlainSelect, PlainTextInput
+
+CHOICES = [("", "Any <state>"), ("a&b", 'Quoted "a" & b'), (3, "Three")]
+GROUPED = [("", "None"), ("Fruit <b>", [("apple", "Apple"), ("pear", "Pear")]), ("other", "Other")]
+
+
+class PlainForm(forms.Form):
+    text = forms.CharField(max_length=10, widget=PlainTextInput(attrs={"placeholder": 'say "hi" <now>'}))
+    day = forms.DateField(required=False, widget=PlainDateInput(attrs={"type": "date", "class": "form-control"}))
+    pick = forms.ChoiceField(choices=CHOICES, required=False, widget=PlainSelect(attrs={"class": "form-select"}))
+    grouped = forms.ChoiceField(choices=GROUPED, widget=PlainSelect)
+
+
+class DjangoForm(forms.Form):
+    text = forms.CharField(max_length=10, widget=forms.TextInput(attrs={"placeholder": 'say "hi" <now>'}))
+    day = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date", "class": "form-control"}))
+    pick = forms.ChoiceField(choices=CHOICES, required=False, widget=forms.Select(attrs={"class": "form-select"}))
+    grouped = forms.ChoiceField(choices=GROUPED, widget=forms.Select)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        {},
+        {"text": 'x"<y>&', "day": "2026-11-28", "pick": "a&b", "grouped": "pear"},
+        {"text": "far too long for ten", "day": "not a day", "pick": "nothing", "grouped": ""},
+        {"text": "ok", "pick": "3", "grouped": "other"},
+    ],
+)
+def test_plain_widgets_write_what_djangos_templates_write(data: dict[str, str] | None) -> None:
+    plain, django = PlainForm(data), DjangoForm(data)
+    if data is not None:
+        plain.is_valid(), django.is_valid()
+
+    for name in DjangoForm.base_fields:
+        assert str(plain[name]) == str(django[name]), name
+
+
+def test_a_plain_select_marks_the_chosen_option_and_escapes_what_it_writes() -> None:
+    html = str(PlainForm({"pick": "a&b"})["pick"])
+
+    assert '<option value="a&amp;b" selected>Quoted &quot;a&quot; &amp; b</option>' in html
+    assert '<option value="">Any &lt;state&gt;</option>' in html
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/St_Johns"])
+@pytest.mark.parametrize(
+    "value", [datetime(2026, 3, 29, 0, 59, 7, 12, tzinfo=UTC), datetime(9, 1, 2, 3, 4, 5, tzinfo=UTC)]
+)
+def test_timestamp_writes_what_djangos_date_filter_writes_in_the_current_time_zone(value: datetime, zone: str) -> None:
+    with override_settings(TIME_ZONE=zone), timezone.override(zone):
+        local = timezone.localtime(value)
+        for format_ in FORMATS:
+            assert timestamp(local, format_) == django_date(local, format_), format_
+
+
+@pytest.mark.parametrize(
+    ("value", "format_"),
+    [(None, "c"), ("", "Y-m-d"), (date(2026, 11, 28), "Y-m-d"), (datetime(2026, 1, 2, tzinfo=UTC), "D j M")],
+)
+def test_timestamp_hands_anything_else_to_djangos_date_filter(value: Any, format_: str) -> None:
+    assert timestamp(value, format_) == django_date(value, format_)
+
+
+def test_timestamp_in_a_template_shows_the_time_in_the_portals_time_zone() -> None:
+    page = Template(
+        '{% load timestamps %}{{ at|timestamp:"Y-m-d H:i:s" }} {{ at|timestamp:"c" }}|'
+        '{{ at|date:"Y-m-d H:i:s" }} {{ at|date:"c" }}'
+    )
+    with override_settings(TIME_ZONE="Europe/Berlin"), timezone.override("Europe/Berlin"):
+        ours, djangos = page.render(Context({"at": datetime(2026, 7, 1, 22, 30, tzinfo=UTC)})).split("|")
+
+    assert ours == djangos == "2026-07-02 00:30:00 2026-07-02T00:30:00+02:00"
