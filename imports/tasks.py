@@ -10,6 +10,7 @@ from django.conf import settings
 
 from imports import anchor, dispatch, execution, exports
 from imports.locks import job_lock
+from imports.retry import TryAgain, backoff
 from imports.steps import engine as steps_engine
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def run_preflight_checks(self: Task, request_id: int, version: int) -> None:
     # does not leave a request waiting on someone to press "Run the checks again".
     within_budget = self.request.retries * settings.PORTAL_RETRY_MAX_SECONDS < settings.PORTAL_RETRY_BUDGET_SECONDS
     if execution.preflight_interrupted(checked) and within_budget:
-        raise self.retry(countdown=execution.backoff(self.request.retries + 1))
+        raise self.retry(countdown=backoff(self.request.retries + 1))
 
 
 @shared_task(bind=True, max_retries=None)
@@ -31,8 +32,8 @@ def import_request(self: Task, request_id: int, lease_token: str = "", due_at: s
         execution.import_request(
             request_id, lease_token=lease_token, due_at=datetime.fromisoformat(due_at) if due_at else None
         )
-    except execution.TryAgain as wait:
-        # How long to keep trying is execution's call (PORTAL_RETRY_BUDGET_SECONDS), not Celery's.
+    except TryAgain as wait:
+        # How long to keep trying is the engine's call (PORTAL_RETRY_BUDGET_SECONDS), not Celery's.
         raise self.retry(args=(request_id, wait.lease_token, wait.due_at.isoformat()), countdown=wait.seconds) from None
 
 
@@ -42,7 +43,7 @@ def run_step(self: Task, step_id: int, lease_token: str = "", due_at: str = "") 
     resume_at = datetime.fromisoformat(due_at) if due_at else None
     try:
         steps_engine.run_step(step_id, lease_token=lease_token, due_at=resume_at)
-    except execution.TryAgain as wait:
+    except TryAgain as wait:
         raise self.retry(args=(step_id, wait.lease_token, wait.due_at.isoformat()), countdown=wait.seconds) from None
 
 

@@ -1,5 +1,6 @@
-"""The delivery plan's steps: each AWS operation a small declaration (an `Operation` in a module
-of its own), run by one engine (imports.steps.engine).
+"""The work the portal sends to AWS: each operation a small declaration (an `Operation` in a
+module of its own), run by one engine (imports.steps.engine). The import is one (image.py, kept
+on its request); the delivery plan's steps are the others (bundle, copy, share: RolloutSteps).
 
 To add an operation: a module here with an Operation subclass (what to call, how to find what
 an earlier call made, how to read its state), its entry in OPERATIONS, and where the plan asks

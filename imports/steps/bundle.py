@@ -4,7 +4,18 @@ from typing import Any
 
 from imports import aws
 from imports.models import RolloutStep
-from imports.steps.base import DONE, FAILED, WORKING, Made, NotOurs, Operation, console_url, made_by, portal_tags
+from imports.steps.base import (
+    DONE,
+    FAILED,
+    WORKING,
+    Made,
+    NotOurs,
+    StepOperation,
+    console_url,
+    made_by,
+    portal_tags,
+    source_image,
+)
 
 
 def _made(bundle: aws.Bundle) -> Made:
@@ -13,13 +24,13 @@ def _made(bundle: aws.Bundle) -> Made:
     return Made(bundle.bundle_id, bundle.state, outcome, message, {"compute_type": bundle.compute_type})
 
 
-class CreateBundle(Operation):
+class CreateBundle(StepOperation):
     kind = "bundle"
     title = "Bundle"
     permission = "workspaces:CreateWorkspaceBundle"
 
-    def parameters(self, step: RolloutStep, image_id: str) -> dict[str, Any]:
-        return {**step.parameters, "ImageId": image_id, "Tags": portal_tags(step)}
+    def parameters(self, step: RolloutStep) -> dict[str, Any]:
+        return {**step.parameters, "ImageId": source_image(step), "Tags": portal_tags(step)}
 
     def call(self, where: aws.Target, parameters: dict[str, Any], *, identity: str) -> Made:
         return _made(aws.create_bundle(where, parameters=parameters, identity=identity))

@@ -5,7 +5,7 @@ from typing import Any
 
 from imports import aws
 from imports.models import RolloutStep
-from imports.steps.base import DONE, FAILED, WORKING, Made, NotOurs, Operation, made_by, portal_tags
+from imports.steps.base import DONE, FAILED, WORKING, Made, NotOurs, StepOperation, made_by, portal_tags, source_image
 
 
 def _made(image: aws.ImageStatus) -> Made:
@@ -16,13 +16,13 @@ def _made(image: aws.ImageStatus) -> Made:
     return Made(image.image_id, image.state, outcome, message, {"update_available": image.update_available})
 
 
-class CopyImage(Operation):
+class CopyImage(StepOperation):
     kind = "copy"
     title = "Copy"
     permission = "workspaces:CopyWorkspaceImage"
 
-    def parameters(self, step: RolloutStep, image_id: str) -> dict[str, Any]:
-        return {**step.parameters, "SourceImageId": image_id, "Tags": portal_tags(step)}
+    def parameters(self, step: RolloutStep) -> dict[str, Any]:
+        return {**step.parameters, "SourceImageId": source_image(step), "Tags": portal_tags(step)}
 
     def call(self, where: aws.Target, parameters: dict[str, Any], *, identity: str) -> Made:
         image_id = aws.copy_image(where, parameters=parameters, identity=identity)

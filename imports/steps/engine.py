@@ -1,23 +1,26 @@
-"""The step engine: claim, lease, call, reconcile, poll and retry, written once for every
-operation of the delivery plan (imports.steps.OPERATIONS).
+"""The engine: claim, lease, call, reconcile, poll and retry, written once for every unit of
+work the portal sends to AWS: the import (imports.steps.image, kept on its request) and each
+operation of the delivery plan (imports.steps.OPERATIONS, kept as RolloutSteps). Where a unit is
+kept and which workflow verbs move it is its ledger (imports.steps.ledger); what it calls is its
+operation (imports.steps.base.Operation).
 
-Never inside a database transaction, as the import's engine (imports.execution): each change
-is a workflow verb that commits with its audit event, and AWS is called between them.
+Never inside a database transaction: each change is a workflow verb that commits with its audit
+event, and AWS is called between them.
 
-- A step is claimed with a lease and a token (workflow.claim_step); the worker renews the lease
-  while it works, so a worker that dies loses the step within PORTAL_IMPORT_LEASE_SECONDS and the
-  sweeper hands it to another; the token fences a paused worker out of every later write.
+- A unit is claimed with a lease and a token; the worker renews the lease while it works, so a
+  worker that dies loses the unit within PORTAL_IMPORT_LEASE_SECONDS and the sweeper hands it to
+  another; the token fences a paused worker out of every later write.
 - The call is recorded before it is sent (`call_pending`). After a call whose outcome is unknown
   (a lost answer, a dead worker), what the call would have made is looked for first
-  (Operation.find: by name and portal tag), so no step ever makes its thing twice.
-- Throttling, 5xx, timeouts, an unreachable AWS and resources not ready yet make the step wait
+  (Operation.find: by name and portal tag), so nothing is ever made twice.
+- Throttling, 5xx, timeouts, an unreachable AWS and resources not ready yet make the unit wait
   and try again (exponential backoff with jitter) until PORTAL_RETRY_BUDGET_SECONDS is spent;
-  AWS's refusals fail the step with what to do, and an approver can retry it. A failed step
-  never undoes the others: those that need it wait for its retry.
-- What AWS works on for a while (a copy, a bundle not yet AVAILABLE) is followed by the poller.
+  AWS's refusals fail it with what to do. A failed step never undoes the others: those that
+  need it wait for its retry.
+- What AWS works on for a while (an image, a copy, a bundle not yet AVAILABLE) is followed by a
+  poller: the steps' here, the import's in imports.execution (25 images a call, per account).
 """
 
-import contextlib
 import logging
 import time
 from datetime import datetime, timedelta
@@ -32,148 +35,103 @@ from imports.locks import job_lock, lease_kept
 from imports.models import ImportRequest, RolloutStep
 from imports.retry import TryAgain, gave_up_message, wait_for_aws
 from imports.steps import OPERATIONS
-from imports.steps.base import DONE, FAILED, Made, NotOurs, Operation
+from imports.steps.base import DONE, FAILED, Made, NotOurs, Operation, Stop
+from imports.steps.ledger import REQUESTS, STEPS, Ledger
 
 logger = logging.getLogger(__name__)
 StepState = RolloutStep.State
 
-MSG_VANISHED = "AWS no longer knows {resource_id}: it was deleted while AWS was still working on it."
-# What to do, by what stopped the step: shown with its failure.
-TODO_PERMISSION = (
-    "An admin must give the portal's IAM role {permission} in {region} (the README's IAM policy), "
-    "then an approver retries this step."
-)
-TODO_IN_AWS = "Fix this in AWS as the message says (in {region}), then an approver retries this step."
-TODO_NAME = "Rename or delete it in AWS (in {region}), then an approver retries this step."
-TODO_LATER = "An approver can retry this step once AWS works again."
-TODO_NEEDS = "Retry it once step {position} is done."
-# After being accepted, a copy may take a moment to show in its region's DescribeWorkspaceImages.
+# After being accepted, an image or a copy may take a moment to show in DescribeWorkspaceImages.
 VANISHED_AFTER = timedelta(minutes=30)
 
 
-def _where(step: RolloutStep) -> aws.Target:
-    return aws.in_region(step.request.target, step.region)
+# --- a unit's call ---------------------------------------------------------------------------
 
 
-def _image_id(step: RolloutStep) -> str:
-    """What the step works on: the image its dependency made (a copy), or the request's own."""
-    return step.depends_on.resource_id if step.depends_on_id else step.request.aws_image_id
-
-
-# --- a step's call ---------------------------------------------------------------------------
+def run(ledger: Ledger, unit_id: int, *, lease_token: str = "", due_at: datetime | None = None) -> None:
+    """Claim (or resume), reconcile, check, call AWS once, record. Raises TryAgain when the unit
+    must wait; returns quietly when another worker holds it or the world has moved on."""
+    seconds = settings.PORTAL_IMPORT_LEASE_SECONDS
+    try:
+        unit = ledger.take(unit_id, lease_token=lease_token, due_at=due_at, lease_seconds=seconds)
+    except workflow.WorkflowError as lost:
+        logger.info("%s %s not taken: %s", ledger.name, unit_id, lost.message)
+        return
+    token = unit.lease_token
+    with lease_kept(f"{ledger.name} {unit_id}", lambda: ledger.renew(unit_id, token, seconds), seconds=seconds):
+        _attempt(ledger, unit, token, resumed=due_at is not None)
 
 
 def run_step(step_id: int, *, lease_token: str = "", due_at: datetime | None = None) -> None:
-    """Claim (or resume), reconcile, call AWS once, record. Raises TryAgain when it must wait."""
-    step = _take(step_id, lease_token, due_at)
-    if step is None:
-        return
-    seconds = settings.PORTAL_IMPORT_LEASE_SECONDS
-    renew = lambda: workflow.renew_step_lease(step_id=step.pk, lease_token=step.lease_token, lease_seconds=seconds)  # noqa: E731
-    with lease_kept(f"step {step.pk}", renew, seconds=seconds):
-        _attempt(step)
+    run(STEPS, step_id, lease_token=lease_token, due_at=due_at)
 
 
-def _take(step_id: int, lease_token: str, due_at: datetime | None) -> RolloutStep | None:
-    lease = settings.PORTAL_IMPORT_LEASE_SECONDS
+def run_import(request_id: int, *, lease_token: str = "", due_at: datetime | None = None) -> None:
+    run(REQUESTS, request_id, lease_token=lease_token, due_at=due_at)
+
+
+def _attempt(ledger: Ledger, unit: Any, token: str, *, resumed: bool) -> None:
+    operation = ledger.operation(unit)
+    where = ledger.where(unit)
+    calls_before, call_pending, _ = ledger.counters(unit.pk)
     try:
-        if lease_token and due_at is not None:
-            return workflow.resume_step(step_id=step_id, lease_token=lease_token, due_at=due_at, lease_seconds=lease)
-        return workflow.claim_step(step_id=step_id, lease_seconds=lease)
-    except workflow.WorkflowError as lost:
-        logger.info("step %s not taken: %s", step_id, lost.message)
-        return None
-
-
-def _attempt(step: RolloutStep) -> None:
-    operation = OPERATIONS[step.kind]
-    where = _where(step)
-    calls_before = step.calls
-    try:
-        parameters = operation.parameters(step, _image_id(step))
-        if step.call_pending:
-            found = operation.find(where, step, parameters)
+        parameters = operation.parameters(unit)
+        if call_pending:
+            found = operation.find(where, unit, parameters)
             if found is not None:
-                _settle(step, found, data={"adopted": True})
+                ledger.settle(unit, token, found, {"adopted": True, **found.record})
                 return
-        workflow.record_step_call(step_id=step.pk, lease_token=step.lease_token, parameters=parameters)
+        extra = operation.before_call(unit, parameters, resumed=resumed)
+        called = ledger.record_call(unit, token, parameters, extra)
         try:
-            made = operation.call(where, parameters, identity=step.request.reference)
+            made = operation.call(where, parameters, identity=ledger.identity(unit))
         except aws.AlreadyExists:
             # Ours from an earlier call whose answer was lost, or someone else's.
-            made = operation.find(where, step, parameters)
-            if made is None:
+            found = operation.find(where, called, parameters)
+            if found is None:
                 raise
-            _settle(step, made, data={"adopted": True})
+            ledger.settle(unit, token, found, {"adopted": True, **found.record})
             return
-        _settle(step, made, data=made.record)
+        ledger.settle(unit, token, made, made.record)
+    except Stop as stop:
+        _fail(ledger, unit, token, stop.failure, calls_before)
     except NotOurs as clash:
-        _fail(step, {"message": str(clash), "what_to_do": TODO_NAME.format(region=step.region)}, calls_before)
+        _fail(ledger, unit, token, operation.clash(unit, str(clash)), calls_before)
     except aws.AwsError as error:
         if error.retryable:
-            _wait_for_aws(step, error, calls_before)
+            _wait_for_aws(ledger, operation, unit, token, error, calls_before)
         else:
-            _fail(step, _failure(operation, step, error), calls_before)
+            _fail(ledger, unit, token, operation.failure(unit, error), calls_before)
     except workflow.Conflict as lost:
-        logger.info("step %s lost its lease: %s", step.pk, lost.message)
+        logger.info("%s %s lost its lease: %s", ledger.name, unit.pk, lost.message)
 
 
-def _failure(operation: Operation, step: RolloutStep, error: aws.AwsError) -> dict[str, Any]:
-    if isinstance(error, aws.AccessDenied):
-        todo = TODO_PERMISSION.format(permission=operation.permission, region=step.region)
-    else:
-        todo = TODO_IN_AWS.format(region=step.region)
-    return {**error.as_record(), "what_to_do": todo}
-
-
-def _settle(step: RolloutStep, made: Made, *, data: dict[str, Any]) -> None:
-    token = step.lease_token
+def _fail(ledger: Ledger, unit: Any, token: str, failure: dict[str, Any], calls_before: int) -> None:
+    """End the attempt as failed: refused by AWS (`sent`: its answer to this attempt's call), or
+    stopped by the portal before anything was sent."""
+    sent = ledger.counters(unit.pk)[0] > calls_before
     try:
-        if made.outcome == DONE:
-            workflow.record_step_done(
-                step_id=step.pk, lease_token=token, resource_id=made.resource_id, resource_state=made.state, data=data
-            )
-        elif made.outcome == FAILED:
-            failure = {"message": made.message, "what_to_do": TODO_IN_AWS.format(region=step.region)}
-            workflow.record_step_failed(step_id=step.pk, lease_token=token, failure=failure, data=data)
-        else:
-            workflow.record_step_accepted(
-                step_id=step.pk, lease_token=token, resource_id=made.resource_id, resource_state=made.state, data=data
-            )
+        ledger.fail(unit, token, failure, sent=sent)
     except workflow.Conflict as lost:
-        logger.info("outcome of step %s not recorded: %s", step.pk, lost.message)
+        logger.info("failure of %s %s not recorded: %s", ledger.name, unit.pk, lost.message)
 
 
-def _fail(step: RolloutStep, failure: dict[str, Any], calls_before: int) -> None:
-    sent = RolloutStep.objects.filter(pk=step.pk, calls__gt=calls_before).exists()
-    try:
-        workflow.record_step_failed(step_id=step.pk, lease_token=step.lease_token, failure=failure, data={}, sent=sent)
-    except workflow.Conflict as lost:
-        logger.info("failure of step %s not recorded: %s", step.pk, lost.message)
-
-
-def _wait_for_aws(step: RolloutStep, error: aws.AwsError, calls_before: int) -> None:
+def _wait_for_aws(
+    ledger: Ledger, operation: Operation, unit: Any, token: str, error: aws.AwsError, calls_before: int
+) -> None:
     """Schedule the next attempt, or give up once the retry budget is spent."""
-    step.refresh_from_db()
-    called_now = step.calls > calls_before
-    wait = wait_for_aws(error, waiting=step.waiting, called_now=called_now, call_pending=step.call_pending)
+    calls, call_pending, waiting = ledger.counters(unit.pk)
+    called_now = calls > calls_before
+    wait = wait_for_aws(error, waiting=waiting, called_now=called_now, call_pending=call_pending)
     if wait is None:
-        _fail(step, {**error.as_record(), "message": gave_up_message(error), "what_to_do": TODO_LATER}, calls_before)
+        _fail(ledger, unit, token, operation.gave_up(unit, gave_up_message(error), error), calls_before)
         return
     try:
-        waits = workflow.schedule_step_retry(
-            step_id=step.pk,
-            lease_token=step.lease_token,
-            error=error.as_record(),
-            retry_in=wait.seconds,
-            lease_seconds=settings.PORTAL_IMPORT_LEASE_SECONDS,
-            outcome_unknown=wait.outcome_unknown,
-            waiting=wait.waiting,
-        )
+        due_at = ledger.schedule_retry(unit, token, error.as_record(), wait, settings.PORTAL_IMPORT_LEASE_SECONDS)
     except workflow.Conflict as lost:
-        logger.info("step %s not rescheduled: %s", step.pk, lost.message)
+        logger.info("%s %s not rescheduled: %s", ledger.name, unit.pk, lost.message)
         return
-    raise TryAgain(wait.seconds, step.lease_token, waits.next_attempt_at)
+    raise TryAgain(wait.seconds, token, due_at)
 
 
 # --- following what AWS works on -------------------------------------------------------------
@@ -203,35 +161,34 @@ def _poll(report: dict[str, int], *, deadline: float) -> None:
             report["deferred"] += 1
             continue
         try:
-            made = OPERATIONS[step.kind].read(_where(step), step)
+            made = OPERATIONS[step.kind].read(STEPS.where(step), step)
         except aws.AwsError as error:
             report["errors"] += 1
             logger.warning("could not read step %s: %s", step.pk, error.as_record())
             continue
         report["asked"] += 1
-        # A Conflict: retried or recorded by someone else meanwhile.
-        with contextlib.suppress(workflow.Conflict):
-            _apply(step, made, report)
+        _apply(step, made, report)
 
 
 def _apply(step: RolloutStep, made: Made | None, report: dict[str, int]) -> None:
-    if made is None:
-        if timezone.now() - step.updated_at > VANISHED_AFTER:
-            failure = {"message": MSG_VANISHED.format(resource_id=step.resource_id), "what_to_do": TODO_LATER}
-            workflow.record_step_failed(step_id=step.pk, failure=failure, data={})
-            report["failed"] += 1
-        return
-    if made.outcome == DONE:
-        workflow.record_step_done(
-            step_id=step.pk, resource_id=made.resource_id, resource_state=made.state, data=made.record
-        )
-        report["done"] += 1
-    elif made.outcome == FAILED:
-        failure = {"message": made.message, "what_to_do": TODO_IN_AWS.format(region=step.region)}
-        workflow.record_step_failed(step_id=step.pk, failure=failure, data=made.record)
-        report["failed"] += 1
-    else:
-        workflow.record_step_polled(step_id=step.pk, resource_state=made.state)
+    outcome = settle_read(STEPS, step, made)
+    if outcome in (DONE, FAILED):
+        report[outcome] += 1
+
+
+def settle_read(ledger: Ledger, unit: Any, made: Made | None) -> str:
+    """Record what a poller read of a unit AWS works on: DONE, FAILED, WORKING, another word
+    the ledger has for it (the import's "stalled"), or "" when nothing was recorded (AWS does
+    not show it yet, or someone else recorded it first)."""
+    try:
+        if made is None:
+            if timezone.now() - ledger.working_since(unit) <= VANISHED_AFTER:
+                return ""
+            ledger.fail(unit, None, ledger.operation(unit).vanished(unit, ledger.resource_id(unit)), sent=True)
+            return FAILED
+        return ledger.settle(unit, None, made, made.record) or made.outcome
+    except workflow.Conflict:
+        return ""
 
 
 # --- the sweeper's share ---------------------------------------------------------------------

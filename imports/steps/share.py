@@ -6,18 +6,18 @@ from typing import Any
 
 from imports import aws
 from imports.models import RolloutStep
-from imports.steps.base import DONE, Made, Operation
+from imports.steps.base import DONE, Made, StepOperation, source_image
 
 SHARED = "SHARED"
 
 
-class ShareImage(Operation):
+class ShareImage(StepOperation):
     kind = "share"
     title = "Share"
     permission = "workspaces:UpdateWorkspaceImagePermission"
 
-    def parameters(self, step: RolloutStep, image_id: str) -> dict[str, Any]:
-        return {**step.parameters, "ImageId": image_id}
+    def parameters(self, step: RolloutStep) -> dict[str, Any]:
+        return {**step.parameters, "ImageId": source_image(step)}
 
     def call(self, where: aws.Target, parameters: dict[str, Any], *, identity: str) -> Made:
         aws.share_image(

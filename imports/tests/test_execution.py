@@ -5,13 +5,17 @@ import time
 from typing import Any
 
 import pytest
+from celery.exceptions import Retry
+from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from imports import aws, execution, selectors, workflow
+from imports import aws, execution, selectors, tasks, workflow
 from imports.locks import job_lock
 from imports.models import AccountRateLimit, AwsTarget, ImportRequest
 from imports.ratelimit import DatabaseTokenBucket
+from imports.retry import TryAgain
+from imports.steps import image
 from imports.tests.conftest import pass_preflight
 from sandbox import SandboxHandle, control_sandbox
 
@@ -50,7 +54,7 @@ def approved(make_request: Any, approver: Any) -> Any:
     return make
 
 
-def resume(request_id: int, wait: execution.TryAgain) -> None:
+def resume(request_id: int, wait: TryAgain) -> None:
     """Run the retry that `wait` scheduled, as the Celery task would."""
     execution.import_request(request_id, lease_token=wait.lease_token, due_at=wait.due_at)
 
@@ -58,7 +62,7 @@ def resume(request_id: int, wait: execution.TryAgain) -> None:
 def run_until_settled(request_ids: list[int]) -> tuple[int, list[float]]:
     """Run each import and every retry it schedules, at once; the retries and their delays."""
     retries, delays = 0, []
-    pending: list[tuple[int, execution.TryAgain | None]] = [(pk, None) for pk in request_ids]
+    pending: list[tuple[int, TryAgain | None]] = [(pk, None) for pk in request_ids]
     while pending:
         pk, wait = pending.pop(0)
         try:
@@ -66,7 +70,7 @@ def run_until_settled(request_ids: list[int]) -> tuple[int, list[float]]:
                 execution.import_request(pk)
             else:
                 resume(pk, wait)
-        except execution.TryAgain as again:
+        except TryAgain as again:
             retries += 1
             delays.append(again.seconds)
             pending.append((pk, again))
@@ -170,7 +174,7 @@ def test_an_earlier_attempt_that_reached_aws_is_adopted_not_repeated(
 ) -> None:
     request = approved()
     claimed = workflow.claim_for_import(request_id=request.pk, lease_seconds=0)
-    parameters = execution._approved_parameters(claimed)
+    parameters = image.approved_parameters(claimed)
     workflow.record_import_call(
         request_id=request.pk, lease_token=claimed.lease_token, parameters=parameters, checks=[]
     )
@@ -227,7 +231,7 @@ def test_a_full_account_waits_and_tries_again_later(
     fill_account(target, 1)
     control(sandbox, "config", {"image_quota": 1})
 
-    with pytest.raises(execution.TryAgain) as wait:
+    with pytest.raises(TryAgain) as wait:
         execution.import_request(request.pk)
 
     assert wait.value.seconds == 900
@@ -245,9 +249,9 @@ def test_the_portal_gives_up_only_once_the_retry_budget_is_spent(
     settings.PORTAL_RETRY_BUDGET_SECONDS = 3600
     request = approved()
     control(sandbox, "faults", {"throttle_rate": 1.0, "operations": ["ImportWorkspaceImage"]})
-    with pytest.raises(execution.TryAgain) as first:
+    with pytest.raises(TryAgain) as first:
         execution.import_request(request.pk)
-    with pytest.raises(execution.TryAgain) as second:
+    with pytest.raises(TryAgain) as second:
         resume(request.pk, first.value)
     request.refresh_from_db()
     assert request.state == State.SUBMITTING
@@ -447,7 +451,7 @@ def test_aws_unreachable_during_the_checks_makes_the_import_wait_and_then_go_thr
     request = approved()
     control(sandbox, "faults", {"down": True, "operations": ["DescribeImages"]})
 
-    with pytest.raises(execution.TryAgain) as wait:
+    with pytest.raises(TryAgain) as wait:
         execution.import_request(request.pk)
 
     assert 2.5 <= wait.value.seconds <= 5
@@ -475,7 +479,7 @@ def test_a_5xx_answer_to_the_import_call_is_looked_up_by_name_before_the_next_ca
     request = approved()
     control(sandbox, "faults", {"server_error_rate": 1.0, "operations": ["ImportWorkspaceImage"]})
 
-    with pytest.raises(execution.TryAgain) as wait:
+    with pytest.raises(TryAgain) as wait:
         execution.import_request(request.pk)
 
     request.refresh_from_db()
@@ -501,13 +505,13 @@ def test_an_import_whose_turn_is_far_off_waits_for_it_without_holding_a_worker(
     aws.use_rate_limiter(limiter)
     limiter.reserve(first.target.account_id)  # another import took the one free turn
 
-    with pytest.raises(execution.TryAgain) as wait:
+    with pytest.raises(TryAgain) as wait:
         execution.import_request(second.pk)
 
     assert 9 <= wait.value.seconds <= 10
     second.refresh_from_db()
     assert (second.state, second.waiting["reason"]) == (State.SUBMITTING, "rate")
-    assert second.waiting["message"] == execution.MSG_WAITING_FOR_TURN
+    assert second.waiting["message"] == image.MSG_WAITING_FOR_TURN
     assert second.next_attempt_at == wait.value.due_at
     assert "import_retry" not in actions(second)  # nothing happened yet that the history must keep
     assert control(sandbox, "calls")["ImportWorkspaceImage"] == 1
@@ -525,7 +529,7 @@ def test_an_import_whose_turn_is_far_off_waits_for_it_without_holding_a_worker(
 def test_a_duplicate_of_a_scheduled_retry_finds_nothing_to_resume(approved: Any, sandbox: SandboxHandle) -> None:
     request = approved()
     control(sandbox, "faults", {"throttle_rate": 1.0, "operations": ["ImportWorkspaceImage"]})
-    with pytest.raises(execution.TryAgain) as wait:
+    with pytest.raises(TryAgain) as wait:
         execution.import_request(request.pk)
     control(sandbox, "reset", {})
 
@@ -681,6 +685,27 @@ def test_checks_that_aws_could_not_answer_for_a_passing_reason_are_run_again(mak
     assert not execution.preflight_interrupted(None)
 
 
+def test_the_task_runs_interrupted_checks_again_after_a_backoff(
+    make_request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    throttled = {"key": "byol", "title": "t", "outcome": "fail", "message": "slow down", "aws": {}, "retryable": True}
+    interrupted = make_request(checked=False)
+    workflow.record_preflight(request_id=interrupted.pk, version=1, checks=[throttled])
+    monkeypatch.setattr(
+        execution, "run_preflight_checks", lambda request_id, version: ImportRequest.objects.get(pk=request_id)
+    )
+    scheduled: dict[str, Any] = {}
+
+    def retry(**options: Any) -> Exception:
+        scheduled.update(options)
+        return Retry()
+
+    monkeypatch.setattr(tasks.run_preflight_checks, "retry", retry)
+    with pytest.raises(Retry):
+        tasks.run_preflight_checks(interrupted.pk, 1)
+    assert 0 < scheduled["countdown"] <= settings.PORTAL_RETRY_MAX_SECONDS
+
+
 def test_an_unknown_outcome_stays_unknown_until_a_lookup_by_name_settles_it(
     approved: Any, target: AwsTarget, sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -689,7 +714,7 @@ def test_an_unknown_outcome_stays_unknown_until_a_lookup_by_name_settles_it(
     aws.forget_clients()
     request = approved()
     claimed = workflow.claim_for_import(request_id=request.pk, lease_seconds=0)
-    parameters = execution._approved_parameters(claimed)
+    parameters = image.approved_parameters(claimed)
     workflow.record_import_call(
         request_id=request.pk, lease_token=claimed.lease_token, parameters=parameters, checks=[]
     )
@@ -697,7 +722,7 @@ def test_an_unknown_outcome_stays_unknown_until_a_lookup_by_name_settles_it(
     # The lookup is throttled: that says nothing about the earlier call, whose outcome stays unknown.
     control(sandbox, "faults", {"throttle_rate": 1.0, "operations": ["DescribeWorkspaceImages"]})
 
-    with pytest.raises(execution.TryAgain) as wait:
+    with pytest.raises(TryAgain) as wait:
         execution.import_request(request.pk)
 
     request.refresh_from_db()

@@ -14,7 +14,7 @@ from django.core import mail
 from imports import aws, execution, workflow
 from imports.models import AwsTarget, ImportRequest, RequestEvent, RolloutStep
 from imports.retry import TryAgain
-from imports.steps import engine
+from imports.steps import base, engine
 from imports.tests.conftest import pass_preflight, request_fields
 from sandbox import SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox
 
@@ -178,7 +178,7 @@ def test_a_lost_answer_is_settled_by_name_and_tag_without_a_second_call(
     (step,) = steps_of(request)
     # The worker's call reached AWS and then the worker died: the call is recorded, its answer lost.
     claimed = workflow.claim_step(step_id=step.pk, lease_seconds=30)
-    parameters = step.operation.parameters(claimed, request.aws_image_id)
+    parameters = step.operation.parameters(claimed)
     workflow.record_step_call(step_id=step.pk, lease_token=claimed.lease_token, parameters=parameters)
     workspaces(sandbox, HOME).create_workspace_bundle(**parameters)
     RolloutStep.objects.filter(pk=step.pk).update(lease_expires_at=claimed.lease_expires_at.replace(year=2000))
@@ -317,7 +317,7 @@ def test_aws_out_of_reach_past_the_budget_fails_the_step_with_what_to_do(
     (share,) = steps_of(request)
     assert share.state == StepState.FAILED
     assert "stopped trying" in share.failure["message"]
-    assert share.failure["what_to_do"] == engine.TODO_LATER
+    assert share.failure["what_to_do"] == base.TODO_LATER
 
 
 def test_a_step_is_claimed_once(available: Any) -> None:

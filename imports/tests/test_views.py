@@ -11,10 +11,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from imports import aws, execution, workflow
+from imports import aws, workflow
 from imports.audit import append_event
 from imports.forms import MSG_STALE_FORM
 from imports.models import ImportRequest
+from imports.steps import image
 from imports.tests.conftest import form_data
 
 State = ImportRequest.State
@@ -611,7 +612,7 @@ def test_an_import_waiting_for_aws_says_why_when_it_tries_next_and_until_when(
 def test_an_import_waiting_for_its_turn_says_so_without_a_deadline(
     client: Client, requester: Any, rita_request: ImportRequest
 ) -> None:
-    waiting = {"reason": "rate", "message": execution.MSG_WAITING_FOR_TURN}
+    waiting = {"reason": "rate", "message": image.MSG_WAITING_FOR_TURN}
     ImportRequest.objects.filter(pk=rita_request.pk).update(
         state=State.SUBMITTING, waiting=waiting, next_attempt_at=timezone.now() + timedelta(seconds=30)
     )
@@ -620,7 +621,7 @@ def test_an_import_waiting_for_its_turn_says_so_without_a_deadline(
     page = client.get(reverse("request_detail", args=[rita_request.pk])).content.decode()
 
     assert "Waiting for its turn at AWS" in page
-    assert escape(execution.MSG_WAITING_FOR_TURN) in page
+    assert escape(image.MSG_WAITING_FOR_TURN) in page
     assert "keeps trying until" not in page
 
 
