@@ -1,23 +1,48 @@
-"""Django's permission checks (ModelBackend) with one query instead of two.
+"""Django's permission checks (ModelBackend) and the user's roles, read in one query.
 
 ModelBackend reads a user's own permissions and their groups' in two queries, once per request
-(the user object keeps them). Every page asks (the navigation shows what the user may do), so
-reading both in one UNION saves a query on every page of every signed-in user who is not a
-superuser (a superuser's checks read nothing). Which permissions a user has does not change:
-the same two querysets, the same set, the same cache on the user object.
+(the user object keeps them), and the portal's roles (imports.roles) are groups, read in one
+more. Every page asks for both (the navigation shows what the user may do), so one UNION reads
+all three: a query saved twice over on every page of every signed-in user who is not a
+superuser (a superuser's permission checks read nothing; their roles still take a query).
+Which permissions and roles a user has does not change: the same querysets, the same sets, the
+same caches on the user object.
 """
 
 from typing import Any
 
 from django.contrib.auth.backends import ModelBackend
+from django.db.models import Value
+
+from imports import roles
+
+# A role group's row among the permissions' rows: an app label no app has.
+ROLE_ROW = ""
+
+
+def read_permissions_and_roles(user: Any) -> None:
+    """Keep on `user` its role groups (roles.roles_of) and, unless it is a superuser or they
+    are kept already, its permissions (ModelBackend's cache), in one query."""
+    role_groups = (
+        user.groups.filter(name__in=roles.ROLE_PERMISSIONS)
+        .order_by()
+        .annotate(marker=Value(ROLE_ROW))
+        .values_list("marker", "name")
+    )
+    if user.is_superuser or hasattr(user, "_perm_cache"):
+        user._portal_roles = frozenset(name for _, name in role_groups)
+        return
+    backend, fields = ModelBackend(), ("content_type__app_label", "codename")
+    own = backend._get_user_permissions(user).values_list(*fields).order_by()
+    groups = backend._get_group_permissions(user).values_list(*fields).order_by()
+    rows = list(own.union(groups, role_groups))
+    user._portal_roles = frozenset(name for app_label, name in rows if app_label == ROLE_ROW)
+    user._perm_cache = {f"{app_label}.{codename}" for app_label, codename in rows if app_label != ROLE_ROW}
 
 
 class PermissionsInOneQuery(ModelBackend):
     def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         asks = user_obj.is_active and not user_obj.is_anonymous and obj is None and not user_obj.is_superuser
         if asks and not hasattr(user_obj, "_perm_cache"):
-            fields = ("content_type__app_label", "codename")
-            own = self._get_user_permissions(user_obj).values_list(*fields).order_by()
-            groups = self._get_group_permissions(user_obj).values_list(*fields).order_by()
-            user_obj._perm_cache = {f"{app_label}.{codename}" for app_label, codename in own.union(groups)}
+            read_permissions_and_roles(user_obj)
         return super().get_all_permissions(user_obj, obj)

@@ -31,16 +31,18 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
 
 
 def roles_of(user: Any) -> frozenset[str]:
-    """The role groups `user` belongs to, read once per user object. Acting as a requester or an
-    approver takes membership of the group: being a superuser is not enough, so that no single
-    admin can file and approve an import alone (separation of duties)."""
+    """The role groups `user` belongs to, read once per user object, with its permissions
+    (imports.permissions). Acting as a requester or an approver takes membership of the group:
+    being a superuser is not enough, so that no single admin can file and approve an import
+    alone (separation of duties)."""
     if user is None or not user.is_authenticated or not user.is_active:
         return frozenset()
-    cached = getattr(user, "_portal_roles", None)
-    if cached is None:
-        cached = frozenset(user.groups.filter(name__in=ROLE_PERMISSIONS).values_list("name", flat=True))
-        user._portal_roles = cached
-    return cached
+    if getattr(user, "_portal_roles", None) is None:
+        # Imported here: the settings import this module, before any model can be.
+        from imports.permissions import read_permissions_and_roles
+
+        read_permissions_and_roles(user)
+    return user._portal_roles
 
 
 def has_role(user: Any, role: str) -> bool:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -58,3 +58,38 @@ def test_a_superuser_has_every_permission(superuser: Any) -> None:
         fresh(superuser)
     )
     assert len(PasswordBackend().get_all_permissions(fresh(superuser))) == Permission.objects.count()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("asked_first", ["roles", "permissions"])
+def test_a_users_roles_come_in_the_same_query_as_its_permissions(asked_first: str) -> None:
+    user = make_user("approves", groups=(roles.APPROVERS, roles.REQUESTERS))
+    user.groups.add(Group.objects.create(name="not a role"))
+    reread = fresh(user)
+
+    with CaptureQueriesContext(connection) as queries:
+        if asked_first == "roles":
+            found = roles.roles_of(reread)
+            may_approve = reread.has_perm("imports.approve_importrequest")
+        else:
+            may_approve = reread.has_perm("imports.approve_importrequest")
+            found = roles.roles_of(reread)
+
+    assert len(queries) == 1
+    assert found == {roles.APPROVERS, roles.REQUESTERS}
+    assert may_approve
+    assert reread.get_all_permissions() == ModelBackend().get_all_permissions(fresh(user))
+
+
+@pytest.mark.django_db
+def test_a_superusers_roles_are_its_groups_and_its_permissions_read_nothing(superuser: Any) -> None:
+    superuser.groups.add(Group.objects.get(name=roles.AUDITORS))
+    reread = fresh(superuser)
+
+    with CaptureQueriesContext(connection) as queries:
+        may_delete = reread.has_perm("imports.delete_importrequest")
+        found = roles.roles_of(reread)
+
+    assert may_delete
+    assert found == {roles.AUDITORS}
+    assert len(queries) == 1
