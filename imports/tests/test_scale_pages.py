@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from imports import charts, roles
 from imports.admin import ADMIN_MAX_ROWS, INLINE_EVENTS
-from imports.models import ImportRequest, RequestEvent
+from imports.models import AwsTarget, ImportRequest, RequestEvent
 from imports.paging import keyset_page
 from imports.tests.conftest import make_user
 from imports.views import HISTORY_PAGE_SIZE, PAGE_SIZE
@@ -304,6 +304,24 @@ def test_postgresql_has_trigram_indexes_for_the_search() -> None:
         "request_image_description_trgm",
         "request_image_name_trgm",
     ]
+
+
+@pytest.mark.django_db
+def test_the_lists_target_filter_offers_every_target_from_one_plain_query(
+    client: Client, auditor: Any, target: Any, settings: Any
+) -> None:
+    settings.DEBUG = True
+    other = AwsTarget.objects.create(name="Another account", account_id="210987654321", region="eu-west-1")
+    client.force_login(auditor)
+
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(reverse("request_list"), {"target": other.pk}).content.decode()
+
+    assert f'<option value="{other.pk}" selected>{other}</option>' in page
+    assert f'<option value="{target.pk}">{target}</option>' in page
+    # On PostgreSQL Django would read the choices through a server-side cursor (three round trips).
+    assert not [q["sql"] for q in queries if q["sql"].startswith(("DECLARE", "FETCH", "CLOSE"))]
+    assert [q["sql"] for q in queries if 'FROM "imports_awstarget"' in q["sql"]]
 
 
 # --- the admin ---------------------------------------------------------------------------------
