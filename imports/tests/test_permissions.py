@@ -93,3 +93,19 @@ def test_a_superusers_roles_are_its_groups_and_its_permissions_read_nothing(supe
     assert may_delete
     assert found == {roles.AUDITORS}
     assert len(queries) == 1
+
+
+@pytest.mark.django_db
+def test_the_query_compiled_once_reads_each_users_own_roles_and_permissions() -> None:
+    approver = make_user("approver-one", groups=(roles.APPROVERS,))
+    auditor = make_user("auditor-one", groups=(roles.AUDITORS,))
+    auditor.user_permissions.add(Permission.objects.get(codename="change_awstarget"))
+
+    found = {
+        user.username: (roles.roles_of(fresh(user)), fresh(user).get_all_permissions()) for user in (approver, auditor)
+    }
+
+    assert found["approver-one"] == ({roles.APPROVERS}, ModelBackend().get_all_permissions(fresh(approver)))
+    assert found["auditor-one"] == ({roles.AUDITORS}, ModelBackend().get_all_permissions(fresh(auditor)))
+    assert "imports.approve_importrequest" not in found["auditor-one"][1]
+    assert "imports.change_awstarget" in found["auditor-one"][1]
