@@ -400,6 +400,11 @@ class EventAction(models.TextChoices):
     STEP_RETRIED = "step_retried", "Retried a rollout step"
 
 
+# Each action's label, read once: get_action_display() builds a dict of every action's label on
+# each call, and a request's page shows 50 events.
+ACTION_LABELS: dict[str, str] = dict(EventAction.choices)
+
+
 class RequestEvent(models.Model):
     """One line of the append-only audit history. The database refuses UPDATE and DELETE
     (triggers from migration 0002); `hash` is the MAC that chains every event to the one before
@@ -449,6 +454,11 @@ class RequestEvent(models.Model):
     @property
     def to_state_label(self) -> str:
         return RequestState(self.to_state).label
+
+    @property
+    def action_label(self) -> str:
+        """What get_action_display() says: the action's label, or the action itself if unknown."""
+        return ACTION_LABELS.get(self.action, self.action)
 
     @property
     def actor_name(self) -> str:

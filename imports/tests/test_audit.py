@@ -13,7 +13,7 @@ from django.utils import timezone
 from imports import audit, roles, workflow
 from imports.audit import GENESIS_HASH, append_event, event_hash, verify_chain, verify_chain_report
 from imports.db_guards import remove_audit_guards
-from imports.models import AuditChainHead, AwsTarget, RequestEvent
+from imports.models import AuditChainHead, AwsTarget, EventAction, RequestEvent
 from imports.tests.conftest import make_user, pass_preflight, request_fields
 
 
@@ -254,3 +254,10 @@ def test_on_sqlite_verifying_opens_no_transaction_that_would_take_the_write_lock
 
     assert verify_chain() == (2, [])
     assert in_transaction == [False]
+
+
+@pytest.mark.parametrize("action", [*EventAction.values, "an_action_from_later"])
+def test_an_events_action_label_is_what_get_action_display_says(action: str) -> None:
+    event = RequestEvent(action=action)
+
+    assert event.action_label == event.get_action_display()
