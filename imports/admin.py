@@ -21,6 +21,7 @@ from imports.filters import REFERENCE_RE
 from imports.models import (
     AdminEvent,
     AwsTarget,
+    Delegation,
     ImportRequest,
     RequestEvent,
     RequestState,
@@ -85,8 +86,12 @@ class BoundedDateChangeList(ChangeList):
 
 @admin.register(AwsTarget)
 class AwsTargetAdmin(admin.ModelAdmin):
-    list_display = ["name", "account_id", "region", "credentials", "endpoint_url", "byop_allowed", "is_active"]
+    list_display = [
+        *("name", "account_id", "region", "credentials", "endpoint_url", "byop_allowed"),
+        *("approvals_required", "is_active"),
+    ]
     list_filter = ["is_active", "credentials", "byop_allowed", "region"]
+    filter_horizontal = ["approver_groups"]
     search_fields = ["name", "account_id"]
     # A typed host without a scheme means a real (TLS) endpoint; the sandbox is given as http://.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
@@ -94,6 +99,8 @@ class AwsTargetAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "account_id", "region", "is_active"]}),
         ("Credentials", {"fields": ["credentials", "role_arn", "external_id"]}),
         ("Options", {"fields": ["byop_allowed", "endpoint_url"]}),
+        # Shown on each request of the target; a change applies to the approvals still to come.
+        ("Approval policy", {"fields": ["approvals_required", "approver_groups"]}),
     ]
 
     def has_delete_permission(self, request: HttpRequest, obj: AwsTarget | None = None) -> bool:
@@ -236,3 +243,14 @@ class AdminEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["action", "object_type"]
     search_fields = ["object_repr", "actor_username"]
     readonly_fields = [f.name for f in AdminEvent._meta.fields]
+
+
+@admin.register(Delegation)
+class DelegationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Approvers name their stand-ins on the portal's own page (imports.delegation_views); the
+    admin reads them. Rows are kept when revoked: they say who could decide for whom, and when."""
+
+    list_display = ["approver", "stand_in", "starts_on", "ends_on", "created_at", "revoked_at"]
+    list_select_related = ["approver", "stand_in"]
+    search_fields = ["approver__username", "stand_in__username"]
+    date_hierarchy = "starts_on"

@@ -33,6 +33,8 @@ TRACKED_FIELDS: dict[type[models.Model], tuple[str, ...]] = {
         "endpoint_url",
         "byop_allowed",
         "is_active",
+        # The approval policy (its groups are recorded as memberships: _record_membership).
+        "approvals_required",
     ),
     Group: ("name",),
 }
@@ -193,6 +195,8 @@ def _relation_name(through: Any) -> str:
         return "groups"
     if through is user_model.user_permissions.through:
         return "user_permissions"
+    if through is AwsTarget.approver_groups.through:
+        return "approver_groups"
     return "permissions"
 
 
@@ -202,6 +206,8 @@ def _relation(through: Any, instance: models.Model, reverse: bool) -> Any:
         return instance.user_set if reverse else instance.groups
     if through is user_model.user_permissions.through:
         return instance.user_set if reverse else instance.user_permissions
+    if through is AwsTarget.approver_groups.through:
+        return instance.approvable_targets if reverse else instance.approver_groups
     return instance.group_set if reverse else instance.permissions
 
 
@@ -212,5 +218,6 @@ def connect() -> None:
         pre_save.connect(_remember_before, sender=model, dispatch_uid=f"{uid}.before")
         post_save.connect(_record_save, sender=model, dispatch_uid=f"{uid}.save")
         post_delete.connect(_record_delete, sender=model, dispatch_uid=f"{uid}.delete")
-    for through in (user_model.groups.through, user_model.user_permissions.through, Group.permissions.through):
+    relations = (user_model.groups, user_model.user_permissions, Group.permissions, AwsTarget.approver_groups)
+    for through in (relation.through for relation in relations):
         m2m_changed.connect(_record_membership, sender=through, dispatch_uid=f"admin_history.{through._meta.label}")

@@ -73,3 +73,50 @@ def remove_audit_guards(connection: BaseDatabaseWrapper, tables: Iterable[str] =
     with connection.cursor() as cursor:
         for sql in _statements(connection, 1, tables):
             cursor.execute(sql)
+
+
+# An approval's requester must be its request's: with the CHECK that an approval's approver is
+# not its requester (Approval's constraints), the database refuses self-approval for a quorum
+# as it does for the request's final approver (importrequest_approver_is_not_requester).
+APPROVALS = "imports_approval"
+_APPROVAL_MISMATCH = "an approval must name the requester of its request"
+
+_APPROVAL_GUARD = {
+    "sqlite": (
+        [
+            f"""CREATE TRIGGER IF NOT EXISTS {APPROVALS}_requester_{op.lower()} BEFORE {op} ON {APPROVALS}
+            WHEN NEW.requester_id IS NOT (SELECT requester_id FROM imports_importrequest WHERE id = NEW.request_id)
+            BEGIN SELECT RAISE(ABORT, '{_APPROVAL_MISMATCH}'); END"""  # noqa: S608 -- our constants
+            for op in ("INSERT", "UPDATE")
+        ],
+        [f"DROP TRIGGER IF EXISTS {APPROVALS}_requester_{op}" for op in ("insert", "update")],
+    ),
+    "postgresql": (
+        [
+            f"""CREATE OR REPLACE FUNCTION {APPROVALS}_requester() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.requester_id IS DISTINCT FROM
+                   (SELECT requester_id FROM imports_importrequest WHERE id = NEW.request_id) THEN
+                    RAISE EXCEPTION '{_APPROVAL_MISMATCH}' USING ERRCODE = 'check_violation';
+                END IF;
+                RETURN NEW;
+            END $$""",  # noqa: S608 -- our constants, not input
+            f"""CREATE OR REPLACE TRIGGER {APPROVALS}_requester BEFORE INSERT OR UPDATE ON {APPROVALS}
+            FOR EACH ROW EXECUTE FUNCTION {APPROVALS}_requester()""",
+        ],
+        [
+            f"DROP TRIGGER IF EXISTS {APPROVALS}_requester ON {APPROVALS}",
+            f"DROP FUNCTION IF EXISTS {APPROVALS}_requester()",
+        ],
+    ),
+}
+
+
+def install_approval_guard(connection: BaseDatabaseWrapper, *, remove: bool = False) -> None:
+    try:
+        statements = _APPROVAL_GUARD[connection.vendor][1 if remove else 0]
+    except KeyError:
+        raise NotImplementedError(f"no approval guard for {connection.vendor}: use SQLite or PostgreSQL") from None
+    with connection.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql)

@@ -7,9 +7,11 @@ from typing import Any
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Div, Field, Fieldset, Layout
 from django import forms
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
-from imports import plan, rules
+from imports import plan, roles, rules
 from imports.models import AwsTarget, ImportRequest
 
 MSG_NAME_IN_USE = "Another open request for this target already uses this image name: choose a different image name."
@@ -591,4 +593,42 @@ class AuditExportForm(forms.Form):
         date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
         if date_from and date_to and date_to < date_from:
             self.add_error("date_to", MSG_EXPORT_DATES_REVERSED)
+        return cleaned
+
+
+MSG_STAND_IN_DAYS = "The last day must be on or after the first."
+MSG_STAND_IN_PAST = "The first day cannot be in the past."
+MSG_STAND_IN_TOO_LONG = "A stand-in is named for at most {days} days at a time."
+STAND_IN_MAX_DAYS = 90
+
+
+class DelegationForm(forms.Form):
+    """An approver names a stand-in for a range of days."""
+
+    stand_in = forms.ModelChoiceField(
+        queryset=None,
+        label="Stand-in",
+        help_text="An approver who decides, in your name, the requests you may decide, while you are away.",
+    )
+    starts_on = forms.DateField(
+        label="From", help_text="The first day, included.", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    ends_on = forms.DateField(
+        label="To", help_text="The last day, included.", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(self, *args: Any, approver: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        others = get_user_model().objects.filter(groups__name=roles.APPROVERS, is_active=True).exclude(pk=approver.pk)
+        self.fields["stand_in"].queryset = others.order_by("username")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        starts_on, ends_on = cleaned.get("starts_on"), cleaned.get("ends_on")
+        if starts_on and starts_on < timezone.localdate():
+            self.add_error("starts_on", MSG_STAND_IN_PAST)
+        if starts_on and ends_on and ends_on < starts_on:
+            self.add_error("ends_on", MSG_STAND_IN_DAYS)
+        elif starts_on and ends_on and (ends_on - starts_on).days >= STAND_IN_MAX_DAYS:
+            self.add_error("ends_on", MSG_STAND_IN_TOO_LONG.format(days=STAND_IN_MAX_DAYS))
         return cleaned

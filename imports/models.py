@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -59,6 +59,22 @@ class AwsTarget(models.Model):
         help_text="The account is allow-listed for WorkSpaces Core bring-your-own-protocol processes.",
     )
     is_active = models.BooleanField("active", default=True)
+    # The approval policy: how many distinct approvers must approve a request for this target
+    # (the quorum), and which groups they come from (none: anyone in Approvers).
+    approvals_required = models.PositiveSmallIntegerField(
+        "approvals required",
+        default=1,
+        db_default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(rules.MAX_APPROVALS_REQUIRED)],
+        help_text="Distinct approvers who must each approve the same version before the import starts.",
+    )
+    approver_groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="approvable_targets",
+        verbose_name="approver groups",
+        help_text="Only approvers in one of these groups decide requests for this target. None: every approver.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # The account's Windows AMIs, for the request form to suggest, as a worker last listed them
     # ([{"image_id", "name", "created"}]): the web process never waits on AWS for them.
@@ -372,6 +388,8 @@ class EventAction(models.TextChoices):
     SUBMIT = "submit", "Submitted"
     EDIT = "edit", "Edited and resubmitted"
     APPROVE = "approve", "Approved"
+    # One approver's approval of a version, while the target's quorum is not reached yet.
+    APPROVAL = "approval", "Approved (more approvals needed)"
     REJECT = "reject", "Rejected"
     REQUEST_CHANGES = "request_changes", "Sent back for changes"
     CANCEL = "cancel", "Cancelled"
@@ -681,3 +699,62 @@ class AuditExport(models.Model):
     @property
     def is_filtered(self) -> bool:
         return bool(self.date_from or self.date_to or self.target_id or self.request_id)
+
+
+class Approval(models.Model):
+    """One approver's approval of one version of a request. A target's quorum counts the
+    distinct approvers of the request's current version; an edit makes a new version, which
+    nobody has approved yet. The database refuses a second approval by the same person of the
+    same version, and an approval by the request's own requester (`requester` is the request's,
+    checked on insert by a trigger: migration 0013)."""
+
+    # Indexed by the unique constraint below, which leads with it.
+    request = models.ForeignKey(ImportRequest, on_delete=models.PROTECT, related_name="approvals", db_index=False)
+    version = models.PositiveIntegerField()
+    # Whose approval it is, and who gave it: the approver, or their stand-in (Delegation).
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "version", "approver"], name="approval_once_per_version"),
+            # One person, one approval of a version: a stand-in who approved for someone does
+            # not approve again for themselves (or for another), and the other way round.
+            models.UniqueConstraint(fields=["request", "version", "decided_by"], name="approval_one_per_person"),
+            models.CheckConstraint(condition=~Q(approver=F("requester")), name="approval_not_by_requester"),
+            models.CheckConstraint(condition=~Q(decided_by=F("requester")), name="approval_not_given_by_requester"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} v{self.version} approved by {self.approver_id}"
+
+
+class Delegation(models.Model):
+    """An approver's stand-in for a range of days: meanwhile the stand-in (an approver too) also
+    decides the requests the approver may decide, each decision recorded as "by the stand-in
+    for the approver". Revoked, or past its last day, it gives nothing."""
+
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stand_ins")
+    stand_in = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="standing_in_for")
+    # The first and last day, in the portal's time zone (TIME_ZONE), both included.
+    starts_on = models.DateField()
+    ends_on = models.DateField()
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-starts_on", "-id"]
+        indexes = [models.Index(fields=["stand_in", "ends_on"], name="delegation_stand_in")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(stand_in=F("approver")), name="delegation_not_to_oneself"),
+            models.CheckConstraint(condition=Q(ends_on__gte=F("starts_on")), name="delegation_ends_after_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stand_in_id} for {self.approver_id}, {self.starts_on} to {self.ends_on}"
+
+    def active_on(self, day: Any) -> bool:
+        return self.revoked_at is None and self.starts_on <= day <= self.ends_on

@@ -356,3 +356,7 @@ ROLLOUT_CHOICES = [
     (Rollout.DONE.value, "Rollout done"),
     (Rollout.INCOMPLETE.value, "Rollout incomplete"),
 ]
+
+
+# The most approvers a target's policy may ask for (AwsTarget.approvals_required).
+MAX_APPROVALS_REQUIRED = 5

@@ -4,16 +4,17 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.cache import cache
-from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.utils import timezone
 
 from imports import aws, charts, dispatch, roles, rules
-from imports.models import AwsTarget, EventAction, ImportRequest, RequestEvent, RolloutStep
+from imports.models import Approval, AwsTarget, Delegation, EventAction, ImportRequest, RequestEvent, RolloutStep
 from imports.steps.copy import CopyImage
 
 logger = logging.getLogger(__name__)
@@ -68,13 +69,95 @@ def available_image() -> Subquery:
 
 
 def approval_queue(user: AbstractBaseUser) -> QuerySet[ImportRequest]:
-    """Requests waiting for a decision that `user` may take: everyone's but their own."""
+    """Requests waiting for a decision that `user` may take: everyone's but their own, for the
+    targets whose approval policy lets them decide, and not those whose version they approved
+    already (those wait for other approvers)."""
     if not roles.has_role(user, roles.APPROVERS):
         return ImportRequest.objects.none()
+    today = timezone.localdate()
+    stood_in_for = Delegation.objects.filter(
+        stand_in=user, revoked_at__isnull=True, starts_on__lte=today, ends_on__gte=today
+    ).values("approver_id")
+    deciders = Q(group__user=user) | Q(group__user__in=stood_in_for)
+    policy_groups = AwsTarget.approver_groups.through.objects.filter(awstarget=OuterRef("target"))
+    approved = Approval.objects.filter(request=OuterRef("pk"), version=OuterRef("version"), decided_by=user)
     return (
         _listed(ImportRequest.objects.filter(state=ImportRequest.State.SUBMITTED))
         .exclude(requester=user)
+        .filter(~Exists(policy_groups) | Exists(policy_groups.filter(deciders)))
+        .exclude(Exists(approved))
         .order_by("created_at", "id")
+    )
+
+
+@dataclass(frozen=True)
+class ApprovalStatus:
+    """A request's approval policy and where its current version stands, for its page."""
+
+    required: int
+    # The approver groups of the target's policy (none: every approver).
+    groups: list[str]
+    # Who approved the current version, when, and who gave it (they, or their stand-in), the
+    # earliest first.
+    approved: list[tuple[str, Any, str]]
+    # Who else may still approve it (a submitted request only), and whether the list goes on.
+    may_still: list[str]
+    more: bool
+
+    @property
+    def missing(self) -> int:
+        return max(self.required - len(self.approved), 0)
+
+    def approved_by(self, username: str) -> bool:
+        """Whether `username` gave an approval of this version, theirs or as a stand-in."""
+        return any(username in (name, by) for name, _, by in self.approved)
+
+
+MAY_STILL_SHOWN = 10
+
+
+def policy_groups(target: AwsTarget, user: AbstractBaseUser) -> dict[str, bool]:
+    """The approver groups of the target's policy, each with whether `user` is in it: one query
+    per target, kept on the user object (as its roles are) for the rest of the request."""
+    cache = getattr(user, "_policy_groups", None)
+    if cache is None:
+        cache = user._policy_groups = {}
+    if target.pk not in cache:
+        mine = Group.user_set.through.objects.filter(group=OuterRef("pk"), user_id=user.pk)
+        named = Group.objects.filter(approvable_targets=target).annotate(mine=Exists(mine))
+        cache[target.pk] = dict(named.values_list("name", "mine"))
+    return cache[target.pk]
+
+
+def approval_status(request: ImportRequest, viewer: AbstractBaseUser) -> ApprovalStatus:
+    """The target's policy (one query, which also answers whether `viewer` may decide its
+    requests: workflow.approver_for), and, under a quorum, the version's approvers and who else
+    may approve (one more)."""
+    target = request.target
+    groups = sorted(policy_groups(target, viewer))
+    if target.approvals_required <= 1:
+        return ApprovalStatus(target.approvals_required, groups, [], [], False)
+    version_approvals = Approval.objects.filter(request=request, version=request.version, approver=OuterRef("pk"))
+    approved_at = Subquery(version_approvals.values("created_at")[:1])
+    given_by = Subquery(version_approvals.values("decided_by__username")[:1])
+    eligible = Q(is_active=True, groups__name=roles.APPROVERS) & ~Q(pk=request.requester_id)
+    if groups:
+        eligible &= Q(pk__in=get_user_model().objects.filter(groups__name__in=groups).values("pk"))
+    if request.state != SUBMITTED:
+        eligible = Q(pk__in=[])
+    people = (
+        get_user_model()
+        .objects.annotate(approved_at=approved_at, given_by=given_by)
+        .filter(Q(approved_at__isnull=False) | eligible)
+        .order_by(F("approved_at").asc(nulls_last=True), "username")
+        .values_list("username", "approved_at", "given_by")
+        .distinct()[: target.approvals_required + MAY_STILL_SHOWN + 1]
+    )
+    rows = list(people)
+    approved = [(name, at, by) for name, at, by in rows if at is not None]
+    may_still = [name for name, at, _ in rows if at is None]
+    return ApprovalStatus(
+        target.approvals_required, groups, approved, may_still[:MAY_STILL_SHOWN], len(may_still) > MAY_STILL_SHOWN
     )
 
 
@@ -162,14 +245,17 @@ def history_page(request: ImportRequest, *, before: str | None, size: int) -> Hi
 
 
 def approvers_for(request: ImportRequest) -> QuerySet[AbstractBaseUser]:
-    """Active users who may decide on `request`: members of Approvers other than its requester."""
-    return (
-        get_user_model()
-        .objects.filter(groups__name=roles.APPROVERS, is_active=True)
-        .exclude(pk=request.requester_id)
-        .distinct()
-        .order_by("pk")
-    )
+    """Active users who may decide on `request`: members of Approvers other than its requester;
+    when the target's policy names approver groups, those in them and their stand-ins today."""
+    approvers = get_user_model().objects.filter(groups__name=roles.APPROVERS, is_active=True)
+    groups = AwsTarget.approver_groups.through.objects.filter(awstarget_id=request.target_id).values("group_id")
+    named = approvers.filter(groups__in=groups)
+    today = timezone.localdate()
+    stand_ins = Delegation.objects.filter(
+        approver__in=named, revoked_at__isnull=True, starts_on__lte=today, ends_on__gte=today
+    ).values("stand_in_id")
+    deciders = Q(pk__in=named.values("pk")) | Q(pk__in=stand_ins) | ~Exists(groups)
+    return approvers.filter(deciders).exclude(pk=request.requester_id).distinct().order_by("pk")
 
 
 def offered_amis() -> dict[int, list[aws.Ami]]:

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from imports import rollout_views, views
+from imports import delegation_views, rollout_views, views
 
 
 class RequestIdConverter:
@@ -29,6 +29,8 @@ urlpatterns = [
     path("requests/<request_id:pk>/steps/<request_id:step_id>/retry/", rollout_views.step_retry, name="step_retry"),
     path("requests/<request_id:pk>/<slug:action>/", views.request_action, name="request_action"),
     path("approvals/", views.approval_queue, name="approval_queue"),
+    path("stand-ins/", delegation_views.stand_ins, name="stand_ins"),
+    path("stand-ins/<request_id:pk>/revoke/", delegation_views.stand_in_revoke, name="stand_in_revoke"),
     path("targets/", rollout_views.target_list, name="target_list"),
     path("targets/<request_id:pk>/images/", rollout_views.target_images, name="target_images"),
     path("audit/exports/", views.audit_export, name="audit_export"),

@@ -48,6 +48,10 @@ MSG_ACTION_DONE = {
     Action.RETRY: "{reference} is approved again; the import will be retried shortly.",
     Action.PREFLIGHT: "The pre-flight checks of {reference} are running again; reload the page in a moment.",
 }
+MSG_APPROVAL_RECORDED = (
+    "Your approval of {reference} is recorded: {missing} more approval{s} from other approvers needed before "
+    "the import starts."
+)
 MSG_NOT_EDITABLE = "{reference} is {state}: it can no longer be edited."
 MSG_CHECK_FORM = "Some fields need a change: see the messages next to them."
 
@@ -184,7 +188,10 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def _render_detail(
     request: HttpRequest, import_request: ImportRequest, decision: DecisionForm, status: int = 200
 ) -> HttpResponse:
+    approval = selectors.approval_status(import_request, request.user)
     actions = {action.value for action in workflow.available_actions(request.user, import_request)}
+    if approval.approved_by(request.user.get_username()):
+        actions.discard(Action.APPROVE.value)  # approved already: the others' approvals are missing
     if workflow.may_request_preflight(request.user, import_request):
         actions.add(Action.PREFLIGHT.value)
     checks_pending = import_request.state in workflow.TRANSITIONS[Action.PREFLIGHT].sources and not (
@@ -198,6 +205,7 @@ def _render_detail(
         "image_update": _image_update(import_request),
         "actions": actions,
         "decision": decision,
+        "approval": approval,
         "parameters": import_request.aws_parameters(),
         "checks_pending": checks_pending,
         "live": checks_pending or import_request.state in LIVE_STATES,
@@ -272,7 +280,12 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         fresh = DecisionForm({"version": import_request.version, "comment": decision.cleaned_data["comment"]})
         fresh.is_valid()
         return _render_detail(request, import_request, fresh, status=409)
-    messages.success(request, MSG_ACTION_DONE[verb].format(reference=updated.reference))
+    if verb is Action.APPROVE and updated.state == ImportRequest.State.SUBMITTED:
+        missing = selectors.approval_status(updated, request.user).missing
+        done = MSG_APPROVAL_RECORDED.format(reference=updated.reference, missing=missing, s="" if missing == 1 else "s")
+    else:
+        done = MSG_ACTION_DONE[verb].format(reference=updated.reference)
+    messages.success(request, done)
     return redirect("request_detail", pk=pk)
 
 

@@ -16,9 +16,18 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from imports import dispatch, notifications, roles
+from imports import dispatch, notifications, roles, selectors
 from imports.audit import append_event
-from imports.models import EventAction, ImportRequest, RequestEvent, RolloutStep, format_reference
+from imports.models import (
+    Approval,
+    AwsTarget,
+    Delegation,
+    EventAction,
+    ImportRequest,
+    RequestEvent,
+    RolloutStep,
+    format_reference,
+)
 from imports.rules import Rollout
 
 State = ImportRequest.State
@@ -47,6 +56,14 @@ EDITABLE_FIELDS = (
 MSG_NOT_FOUND = "That request does not exist."
 MSG_NOT_ALLOWED = "You are not allowed to do that with this request."
 MSG_OWN_REQUEST = "You cannot decide on your own request: another approver must do it."
+MSG_NOT_APPROVER_HERE = (
+    "Requests for {target} are decided by approvers in {groups} only: you are in none of them, and stand in "
+    "for none of them today. Nothing was changed."
+)
+MSG_ALREADY_APPROVED = (
+    "You already approved version {version} of this request; it needs {missing} more approval(s) from "
+    "other approvers. Nothing was changed."
+)
 MSG_COMMENT_REQUIRED = "Write a comment that tells the requester why."
 MSG_CHANGED_SINCE_VIEWED = (
     "The requester changed this request after you opened it. Nothing was decided: "
@@ -84,6 +101,8 @@ TRANSITIONS: dict[Action, Transition] = {
     Action.SUBMIT: Transition((), State.SUBMITTED, "submitted"),
     Action.EDIT: Transition((State.SUBMITTED, State.CHANGES_REQUESTED), State.SUBMITTED, "edited"),
     Action.APPROVE: Transition((State.SUBMITTED,), State.APPROVED, "approved"),
+    # One approval of a quorum: the request waits for the others (approve_request).
+    Action.APPROVAL: Transition((State.SUBMITTED,), None, "approved"),
     Action.REJECT: Transition((State.SUBMITTED,), State.REJECTED, "rejected"),
     Action.REQUEST_CHANGES: Transition((State.SUBMITTED,), State.CHANGES_REQUESTED, "sent back for changes"),
     Action.CANCEL: Transition((State.SUBMITTED, State.CHANGES_REQUESTED, State.APPROVED), State.CANCELLED, "cancelled"),
@@ -149,7 +168,11 @@ def may(user: AbstractBaseUser | None, action: Action, request: ImportRequest) -
     if action in REQUESTER_ACTIONS:
         return roles.has_role(user, roles.REQUESTERS) and request.requester_id == user.pk
     if action in APPROVER_ACTIONS:
-        return roles.has_role(user, roles.APPROVERS) and request.requester_id != user.pk
+        return (
+            roles.has_role(user, roles.APPROVERS)
+            and request.requester_id != user.pk
+            and acting_for(user, request) is not None
+        )
     # Submission is checked by submit_request; the worker's actions have no human actor.
     return user is None
 
@@ -171,7 +194,51 @@ def _ensure_may(user: AbstractBaseUser | None, action: Action, request: ImportRe
         return
     if action in APPROVER_ACTIONS and user is not None and request.requester_id == user.pk:
         raise NotAllowed(MSG_OWN_REQUEST)
+    if action in APPROVER_ACTIONS and roles.has_role(user, roles.APPROVERS):
+        groups = ", ".join(sorted(selectors.policy_groups(request.target, user)))
+        raise NotAllowed(MSG_NOT_APPROVER_HERE.format(target=request.target.name, groups=groups))
     raise NotAllowed(MSG_NOT_ALLOWED)
+
+
+def approver_for(user: AbstractBaseUser, target: AwsTarget) -> bool:
+    """Whether the target's approval policy lets `user` decide its requests: every approver when
+    it names no groups, else the approvers in one of them."""
+    groups = selectors.policy_groups(target, user)
+    return not groups or any(groups.values())
+
+
+def acting_for(user: AbstractBaseUser, request: ImportRequest) -> AbstractBaseUser | None:
+    """Whose decision `user` (an approver) takes on `request`: their own when the target's policy
+    lets them decide, else that of an approver they stand in for today who may (never the
+    request's requester); None: nobody's."""
+    if approver_for(user, request.target):
+        return user
+    for approver in standing_in_for(user):
+        if approver.pk != request.requester_id and approver_for(approver, request.target):
+            return approver
+    return None
+
+
+def standing_in_for(user: AbstractBaseUser) -> list[AbstractBaseUser]:
+    """The approvers `user` stands in for today: delegations not revoked whose days include
+    today, from approvers still active in Approvers. Read once per user object."""
+    cached = getattr(user, "_standing_in_for", None)
+    if cached is None:
+        today = timezone.localdate()
+        current = Delegation.objects.filter(
+            stand_in_id=user.pk, revoked_at__isnull=True, starts_on__lte=today, ends_on__gte=today
+        ).select_related("approver")
+        cached = [d.approver for d in current if d.approver.is_active and roles.has_role(d.approver, roles.APPROVERS)]
+        user._standing_in_for = cached
+    return cached
+
+
+def _on_behalf(actor: AbstractBaseUser | None, action: Action, request: ImportRequest) -> dict[str, Any]:
+    """For a stand-in's decision, whose it is (the history shows "by B for A")."""
+    if actor is None or action not in APPROVER_ACTIONS:
+        return {}
+    behalf = acting_for(actor, request)
+    return {"on_behalf_of": behalf.get_username()} if behalf is not None and behalf.pk != actor.pk else {}
 
 
 def _transition(
@@ -215,6 +282,8 @@ def _transition(
                 raise _LostRace
             from_state = request.state
             request.refresh_from_db()
+            recorded = data(request) if callable(data) else data
+            behalf = _on_behalf(actor, action, request)
             event = append_event(
                 request,
                 action=action,
@@ -222,7 +291,7 @@ def _transition(
                 from_state=from_state,
                 to_state=to_state,
                 comment=comment,
-                data=data(request) if callable(data) else data,
+                data={**(recorded or {}), **behalf} if behalf else recorded,
             )
             if after_commit:
                 transaction.on_commit(lambda: after_commit(request, event), robust=True)
@@ -353,19 +422,68 @@ def _decided_and_queue_import(request: ImportRequest, event: RequestEvent) -> No
 def approve_request(
     *, request_id: int, actor: AbstractBaseUser, expected_version: int, comment: str = ""
 ) -> ImportRequest:
-    """Approve exactly the parameters of `expected_version`; the event records them. The import
-    is queued only once the approval has committed."""
-    return _transition(
-        request_id=request_id,
-        action=Action.APPROVE,
-        actor=actor,
-        comment=comment,
-        expected_version=expected_version,
-        check=_ensure_preflight_passed,
-        changes=lambda request: {"approver": actor},
-        data=_request_snapshot,
-        after_commit=_decided_and_queue_import,
-    )
+    """Approve exactly the parameters of `expected_version`. Under a target's quorum each
+    approver's approval of that version is recorded (an `approval` event with what they saw)
+    until the last one needed, which approves the request (`approve`, naming every approver of
+    the version); the import is queued only once that has committed. The deciders of one request
+    take turns (its row is locked first), so two approvals at once complete a quorum once."""
+    with transaction.atomic():
+        request = ImportRequest.objects.select_for_update().select_related("target").filter(pk=request_id).first()
+        if request is None:
+            raise NotFound(MSG_NOT_FOUND)
+        _ensure_may(actor, Action.APPROVE, request)
+        if request.state not in TRANSITIONS[Action.APPROVE].sources:
+            raise Conflict(_conflict_message(request_id, TRANSITIONS[Action.APPROVE]))
+        if request.version != expected_version:
+            raise Conflict(MSG_CHANGED_SINCE_VIEWED)
+        _ensure_preflight_passed(request)
+        approvers = _approve_version(request, actor, acting_for(actor, request) or actor)
+        required = request.target.approvals_required
+        if len(approvers) < required:
+            snapshot = {**_request_snapshot(request), "approvals": len(approvers), "required": required}
+            append_event(
+                request,
+                action=Action.APPROVAL,
+                actor=actor,
+                from_state=request.state,
+                to_state=request.state,
+                comment=comment.strip(),
+                data={**snapshot, **_on_behalf(actor, Action.APPROVE, request)},
+            )
+            return request
+        return _transition(
+            request_id=request_id,
+            action=Action.APPROVE,
+            actor=actor,
+            comment=comment,
+            expected_version=expected_version,
+            changes=lambda request: {"approver": actor},
+            data=lambda request: {**_request_snapshot(request), "approvers": approvers},
+            after_commit=_decided_and_queue_import,
+        )
+
+
+def _approve_version(request: ImportRequest, actor: AbstractBaseUser, behalf: AbstractBaseUser) -> list[str]:
+    """Record the approval of the request's version by `behalf`, given by `actor` (themselves, or
+    their stand-in); every approver of the version so far, in order."""
+    try:
+        with transaction.atomic():
+            Approval.objects.create(
+                request=request,
+                version=request.version,
+                approver=behalf,
+                decided_by=actor,
+                requester_id=request.requester_id,
+            )
+    except IntegrityError:
+        missing = request.target.approvals_required - approvals_of(request).count()
+        raise WorkflowError(MSG_ALREADY_APPROVED.format(version=request.version, missing=max(missing, 1))) from None
+    return [approval.approver.get_username() for approval in approvals_of(request).select_related("approver")]
+
+
+def approvals_of(request: ImportRequest) -> Any:
+    """The approvals of the request's current version, the earliest first."""
+    return Approval.objects.filter(request=request, version=request.version).order_by("created_at", "id")
 
 
 def reject_request(*, request_id: int, actor: AbstractBaseUser, expected_version: int, comment: str) -> ImportRequest:
@@ -809,7 +927,10 @@ def _step_change(
             from_state=request.state,
             to_state=request.state,
             comment=comment,
-            data={"step": step.position, "kind": step.kind, "region": step.region, **(data or {})},
+            data={
+                **{"step": step.position, "kind": step.kind, "region": step.region, **(data or {})},
+                **_on_behalf(actor, action, request),
+            },
         )
         if after_commit:
             transaction.on_commit(lambda: after_commit(step), robust=True)
@@ -1033,3 +1154,33 @@ def retry_step(*, step_id: int, actor: AbstractBaseUser, comment: str = "") -> R
         data={},
         after_commit=lambda step: dispatch.publish("run_step", (step.pk,), step_id=step.pk),
     )
+
+
+# --- stand-ins ---------------------------------------------------------------------------------
+
+MSG_STAND_IN_NOT_APPROVER = "A stand-in must be an active approver other than you."
+MSG_STAND_IN_GONE = "That stand-in does not exist or is already over. Nothing was changed."
+
+
+def name_stand_in(
+    *, approver: AbstractBaseUser, stand_in: AbstractBaseUser, starts_on: Any, ends_on: Any
+) -> Delegation:
+    """`approver` names `stand_in` (an approver too) for the days from `starts_on` to `ends_on`.
+    The stand-in's decisions in that time, for the requests the approver may decide, are
+    recorded as theirs for the approver (acting_for)."""
+    if not roles.has_role(approver, roles.APPROVERS):
+        raise NotAllowed(MSG_NOT_ALLOWED)
+    if stand_in.pk == approver.pk or not stand_in.is_active or not roles.has_role(stand_in, roles.APPROVERS):
+        raise WorkflowError(MSG_STAND_IN_NOT_APPROVER)
+    return Delegation.objects.create(approver=approver, stand_in=stand_in, starts_on=starts_on, ends_on=ends_on)
+
+
+def revoke_stand_in(*, approver: AbstractBaseUser, delegation_id: int) -> Delegation:
+    """End a stand-in before its last day: from now on it gives nothing (a decision it is
+    making right now is checked again when it is recorded)."""
+    revoked = Delegation.objects.filter(
+        pk=delegation_id, approver_id=approver.pk, revoked_at__isnull=True, ends_on__gte=timezone.localdate()
+    ).update(revoked_at=timezone.now())
+    if revoked != 1:
+        raise NotFound(MSG_STAND_IN_GONE)
+    return Delegation.objects.get(pk=delegation_id)

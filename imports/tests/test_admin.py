@@ -78,6 +78,7 @@ def test_an_admin_adds_a_target_that_assumes_a_role(admin_client_: Client) -> No
             "role_arn": "arn:aws:iam::111122223333:role/WorkSpacesImport",
             "external_id": "portal-ext-id",
             "endpoint_url": "",
+            "approvals_required": "1",
         },
     )
 

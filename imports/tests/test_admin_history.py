@@ -42,6 +42,7 @@ def test_a_target_changed_in_the_admin_is_recorded_with_who_changed_what(client:
         "external_id": "",
         "endpoint_url": "",
         "is_active": "on",
+        "approvals_required": "1",
     }
 
     response = client.post(reverse("admin:imports_awstarget_change", args=[target.pk]), data)

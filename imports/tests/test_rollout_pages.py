@@ -616,7 +616,8 @@ def test_the_request_page_and_its_status_read_the_steps_in_one_query(
     client: Client, other_approver: Any, rolled_out: Any, django_assert_max_num_queries: Any, settings: Any
 ) -> None:
     settings.DEBUG = True
-    few, many = rolled_out(), rolled_out()
+    # Both with a failed step, which the approver may retry: the target's policy is read once.
+    few, many = rolled_out({4: StepState.FAILED}), rolled_out()
     # Many steps, and their events push the image's (with AWS's update) far back in the history.
     image_available(many, update=True)
     add_shares(many, 10)
