@@ -123,6 +123,14 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "imports",
+    # The REST API (imports/api/): Django REST framework, its OpenAPI description (drf-spectacular,
+    # with Swagger UI's files served by the portal itself: the sidecar), and per-user API tokens
+    # stored as digests (django-rest-knox, with the portal's named token model, api.ApiToken).
+    "rest_framework",
+    "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "imports.api",
 ]
 
 MIDDLEWARE = [
@@ -295,6 +303,60 @@ if PORTAL_OIDC_ENABLED:
             MIDDLEWARE.index("imports.middleware.SessionLifetimeMiddleware") + 1,
             "mozilla_django_oidc.middleware.SessionRefresh",
         )
+
+# The REST API under /api/v1/ (imports/api/): JSON only, a token in `Authorization: Bearer ...`
+# on every call (no session, so no CSRF to forget), the caller's own permissions checked as the
+# pages check them, errors in one JSON shape (imports.api.errors), and throttled per user (and per
+# address before a token is known) in the process's cache.
+# https://www.django-rest-framework.org/api-guide/settings/
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["knox.auth.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": os.environ.get("PORTAL_API_ANON_RATE", "") or "30/minute",
+        "user": os.environ.get("PORTAL_API_USER_RATE", "") or "600/hour",
+    },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "imports.api.errors.api_exception_handler",
+}
+# API tokens: 64 random hex digits after a "byol_" prefix (secret scanners can spot a leaked one),
+# stored only as a SHA-512 digest; each has a name and an expiry its owner chose.
+# https://jazzband.github.io/django-rest-knox/settings/
+KNOX_TOKEN_MODEL = "api.ApiToken"  # noqa: S105 (a model, not a secret)
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Bearer",
+    "TOKEN_PREFIX": "byol_",
+    "TOKEN_TTL": timedelta(days=90),
+    "AUTO_REFRESH": False,
+}
+# https://drf-spectacular.readthedocs.io/en/latest/settings.html
+SPECTACULAR_SETTINGS = {
+    "TITLE": "WorkSpaces BYOL image import portal API",
+    "DESCRIPTION": (
+        "File WorkSpaces BYOL image import requests, follow them and, as an approver, decide them: the same "
+        "rules, messages and audit history as the portal's pages. Authenticate with an API token from the "
+        "portal's *API tokens* page: `Authorization: Bearer byol_...`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"RequestState": "imports.models.RequestState"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "imports.api.schema.closed_request_bodies",
+    ],
+    # Swagger UI from the portal's static files (drf-spectacular-sidecar): no CDN, and its
+    # set-up script is a file of its own (SpectacularSwaggerSplitView), so the CSP stays strict.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("PORTAL_TIME_ZONE", "UTC")

@@ -1,0 +1,135 @@
+"""What the API shows of targets, requests and their history, and the decision it takes.
+
+A request is filed through the request form itself (imports.api.views.file_request), not a
+serializer: the pages' rules and messages, exactly."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from imports.forms import MSG_COMMENT_TOO_LONG
+from imports.models import AwsTarget, ImportRequest, RequestEvent
+from imports.workflow import Action
+
+MSG_UNKNOWN_FIELD = "The API has no such field here: remove it, or check its name."
+DECISIONS = {
+    "approve": Action.APPROVE,
+    "reject": Action.REJECT,
+    "request_changes": Action.REQUEST_CHANGES,
+}
+
+
+class TargetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AwsTarget
+        fields = ["id", "name", "account_id", "region", "byop_allowed", "is_active"]
+
+
+class TargetRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class TagSerializer(serializers.Serializer):
+    key = serializers.CharField(allow_blank=True)
+    value = serializers.CharField(allow_blank=True)
+
+    def to_representation(self, instance: dict[str, str]) -> dict[str, str]:
+        return {"key": instance["Key"], "value": instance["Value"]}
+
+
+class RequestSummarySerializer(serializers.Serializer):
+    """A row of the list: only the columns selectors.listed_requests reads."""
+
+    id = serializers.IntegerField()
+    reference = serializers.CharField()
+    url = serializers.SerializerMethodField()
+    state = serializers.ChoiceField(choices=ImportRequest.State.choices)
+    state_label = serializers.CharField(source="get_state_display")
+    rollout = serializers.CharField(help_text="The delivery plan's progress: empty, running, done or incomplete.")
+    image_name = serializers.CharField()
+    target = TargetRefSerializer()
+    requester = serializers.CharField(source="requester.username")
+    created_at = serializers.DateTimeField()
+    import_stage = serializers.CharField()
+    import_progress = serializers.IntegerField(allow_null=True)
+
+    def get_url(self, request: ImportRequest) -> str:
+        return reverse("api:request_detail", kwargs={"pk": request.pk})
+
+
+class RequestSerializer(RequestSummarySerializer):
+    """One request: its parameters, where it stands, and what the caller may do with it now."""
+
+    version = serializers.IntegerField(help_text="Name it as expected_version in a decision.")
+    history_url = serializers.SerializerMethodField()
+    approver = serializers.CharField(source="approver.username", allow_null=True, default=None)
+    updated_at = serializers.DateTimeField()
+    import_path = serializers.CharField()
+    windows_version = serializers.CharField()
+    ec2_image_id = serializers.CharField()
+    ingestion_process = serializers.CharField()
+    office = serializers.CharField()
+    source_kind = serializers.CharField()
+    ec2_import_task_id = serializers.CharField()
+    image_build_version_arn = serializers.CharField()
+    infrastructure_configuration_arn = serializers.CharField()
+    compute_type = serializers.CharField()
+    protocol = serializers.CharField()
+    image_validation_mode = serializers.CharField()
+    image_description = serializers.CharField()
+    justification = serializers.CharField()
+    tags = TagSerializer(many=True)
+    delivery_plan = serializers.JSONField()
+    aws_image_id = serializers.CharField()
+    preflight = serializers.JSONField(help_text="The latest pre-flight checks and the version they checked.")
+    failure = serializers.JSONField()
+    warnings = serializers.ListField(child=serializers.CharField())
+    actions = serializers.SerializerMethodField(help_text="What the caller may do with the request now.")
+
+    def get_history_url(self, request: ImportRequest) -> str:
+        return reverse("api:request_history", kwargs={"pk": request.pk})
+
+    def get_actions(self, request: ImportRequest) -> list[str]:
+        return sorted(action.value for action in self.context["actions"])
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_name", help_text="A user name, or 'system'.")
+
+    class Meta:
+        model = RequestEvent
+        fields = ["seq", "created_at", "actor", "action", "from_state", "to_state", "comment", "data"]
+
+
+class DecisionSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=list(DECISIONS))
+    expected_version = serializers.IntegerField(
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="The request's version the decision was made on: a request changed since is not decided.",
+    )
+    comment = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        error_messages={"max_length": MSG_COMMENT_TOO_LONG},
+        help_text="Required to reject or request changes: it tells the requester why.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        unknown = unknown_fields(data, self.fields)
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return super().to_internal_value(data)
+
+
+def unknown_fields(data: Any, known: Iterable[str]) -> dict[str, list[str]]:
+    """A message for each field of a JSON object that is not among `known`: a misspelt field is
+    refused, not ignored."""
+    if not isinstance(data, dict):
+        return {}
+    return {name: [MSG_UNKNOWN_FIELD] for name in sorted(set(data) - set(known))}
