@@ -212,6 +212,41 @@ def _apply_status(request: ImportRequest, made: Made | None, report: PollReport)
         report.stalled += 1
 
 
+# --- decisions overdue -----------------------------------------------------------------------
+
+
+@dataclass
+class OverdueReport:
+    reminded: int = 0
+    escalated: int = 0
+
+
+def remind_overdue_decisions(*, min_interval: float = 0) -> OverdueReport:
+    """Remind the approvers of each request undecided for PORTAL_REMIND_AFTER_HOURS, and escalate
+    each undecided for PORTAL_ESCALATE_AFTER_HOURS; once each per version (workflow.record_overdue).
+    One pass at a time."""
+    report = OverdueReport()
+    with job_lock("overdue", hold_seconds=300, min_interval_seconds=min_interval) as mine:
+        if mine:
+            report.reminded = _overdue(settings.PORTAL_REMIND_AFTER_HOURS, escalate=False)
+            report.escalated = _overdue(settings.PORTAL_ESCALATE_AFTER_HOURS, escalate=True)
+    return report
+
+
+def _overdue(hours: float, *, escalate: bool) -> int:
+    not_yet = {"escalated_at__isnull" if escalate else "reminded_at__isnull": True}
+    since = timezone.now() - timedelta(hours=hours)
+    due = ImportRequest.objects.filter(state=State.SUBMITTED, decision_asked_at__lt=since, **not_yet)
+    done = 0
+    for pk, version in due.values_list("pk", "version").iterator():
+        try:
+            workflow.record_overdue(request_id=pk, version=version, escalate=escalate)
+        except workflow.Conflict:
+            continue  # decided, changed or told meanwhile
+        done += 1
+    return done
+
+
 # --- the sweeper -----------------------------------------------------------------------------
 
 

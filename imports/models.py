@@ -215,6 +215,12 @@ class ImportRequest(models.Model):
     dispatched_at = models.DateTimeField(null=True, blank=True)
     # When the status tracker last asked AWS about the image: each pass starts with the oldest.
     polled_at = models.DateTimeField(null=True, blank=True)
+    # Since when the current version waits for a decision, and when its approvers were reminded
+    # and it was escalated (PORTAL_REMIND_AFTER_HOURS, PORTAL_ESCALATE_AFTER_HOURS): once each
+    # per version, as a new version waits afresh.
+    decision_asked_at = models.DateTimeField(null=True, blank=True)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
     import_started_at = models.DateTimeField(null=True, blank=True)
     stalled_at = models.DateTimeField(null=True, blank=True)
     # The Image Builder path's progress, as DescribeCustomWorkspaceImageImport last told it:
@@ -390,6 +396,9 @@ class EventAction(models.TextChoices):
     APPROVE = "approve", "Approved"
     # One approver's approval of a version, while the target's quorum is not reached yet.
     APPROVAL = "approval", "Approved (more approvals needed)"
+    # Driven by beat: nobody decided in time.
+    REMIND = "remind", "Approvers reminded: no decision yet"
+    ESCALATE = "escalate", "Escalated: no decision yet"
     REJECT = "reject", "Rejected"
     REQUEST_CHANGES = "request_changes", "Sent back for changes"
     CANCEL = "cancel", "Cancelled"

@@ -73,3 +73,14 @@ def rollout_finished(request: ImportRequest, event: RequestEvent) -> None:
         event=event,
         to=to,
     )
+
+
+def decision_overdue(request: ImportRequest, event: RequestEvent) -> None:
+    """Nobody decided in time: a reminder to the approvers who may decide it, or an escalation to
+    PORTAL_ESCALATION_GROUP (every active approver when it is empty) and them."""
+    deciders = selectors.approvers_for(request)
+    if event.action == "escalate":
+        deciders = deciders | selectors.escalation_group(request)
+    to = sorted({user.email for user in deciders if user.email})
+    verb = "escalated" if event.action == "escalate" else "waits for your decision"
+    _send(template="overdue", subject=f"{verb}: {request.image_name}", request=request, event=event, to=to)

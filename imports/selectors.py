@@ -173,6 +173,10 @@ class Desk:
     # Requests whose rollout is not finished, by rollout (running, incomplete): everyone's for
     # those who see every request, else the user's own.
     rollouts_open: dict[str, int]
+    # Requests waiting for a decision past PORTAL_REMIND_AFTER_HOURS (their approvers reminded),
+    # and those of them escalated: for those who see every request.
+    overdue: int = 0
+    escalated: int = 0
 
 
 def desk(user: AbstractBaseUser, *, size: int) -> Desk:
@@ -191,7 +195,13 @@ def desk(user: AbstractBaseUser, *, size: int) -> Desk:
     if not sees_all_requests(user):
         rollouts = rollouts.filter(mine)
     counts = counts.union(_counts_by(rollouts, "rollout", "rollouts"), all=True)
-    counted: dict[str, dict[str, int]] = {"mine": {}, "all": {}, "rollouts": {}}
+    if sees_all_requests(user):
+        # Decisions overdue: requests whose approvers were reminded, and those escalated.
+        waiting = ImportRequest.objects.filter(state=SUBMITTED)
+        for whose, told in (("reminded", "reminded_at"), ("escalated", "escalated_at")):
+            overdue = waiting.filter(**{f"{told}__isnull": False})
+            counts = counts.union(_counts_by(overdue, "state", whose), all=True)
+    counted: dict[str, dict[str, int]] = {"mine": {}, "all": {}, "rollouts": {}, "reminded": {}, "escalated": {}}
     for whose, state, n in counts:
         counted[whose][state] = n
     my_counts = counted["mine"]
@@ -209,6 +219,8 @@ def desk(user: AbstractBaseUser, *, size: int) -> Desk:
         queue_size=counted["all"].get(SUBMITTED, 0) - my_counts.get(SUBMITTED, 0),
         queue=[r for r in found if r.requester_id != user.pk],
         rollouts_open=counted["rollouts"],
+        overdue=counted["reminded"].get(SUBMITTED, 0),
+        escalated=counted["escalated"].get(SUBMITTED, 0),
     )
 
 
@@ -256,6 +268,14 @@ def approvers_for(request: ImportRequest) -> QuerySet[AbstractBaseUser]:
     ).values("stand_in_id")
     deciders = Q(pk__in=named.values("pk")) | Q(pk__in=stand_ins) | ~Exists(groups)
     return approvers.filter(deciders).exclude(pk=request.requester_id).distinct().order_by("pk")
+
+
+def escalation_group(request: ImportRequest) -> QuerySet[AbstractBaseUser]:
+    """Who an overdue request is escalated to: the active members of PORTAL_ESCALATION_GROUP, or
+    every active approver when it names none; never its requester."""
+    people = get_user_model().objects.filter(is_active=True).exclude(pk=request.requester_id)
+    group = settings.PORTAL_ESCALATION_GROUP or roles.APPROVERS
+    return people.filter(groups__name=group).distinct()
 
 
 def offered_amis() -> dict[int, list[aws.Ami]]:

@@ -109,3 +109,11 @@ def build_audit_export(export_id: int) -> str:
 def clean_audit_exports() -> dict[str, int]:
     with job_lock("clean-exports", hold_seconds=300, min_interval_seconds=600) as mine:
         return vars(exports.clean_up()) if mine else {}
+
+
+@shared_task
+def remind_overdue_decisions() -> dict[str, int]:
+    """Beat: remind the approvers of requests undecided too long, and escalate those undecided
+    longer still (imports.execution.remind_overdue_decisions)."""
+    minimum = settings.PORTAL_OVERDUE_CHECK_SECONDS / 2
+    return vars(execution.remind_overdue_decisions(min_interval=minimum))

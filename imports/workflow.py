@@ -103,6 +103,9 @@ TRANSITIONS: dict[Action, Transition] = {
     Action.APPROVE: Transition((State.SUBMITTED,), State.APPROVED, "approved"),
     # One approval of a quorum: the request waits for the others (approve_request).
     Action.APPROVAL: Transition((State.SUBMITTED,), None, "approved"),
+    # Beat: a request nobody decided in time (record_overdue).
+    Action.REMIND: Transition((State.SUBMITTED,), None, "reminded about"),
+    Action.ESCALATE: Transition((State.SUBMITTED,), None, "escalated"),
     Action.REJECT: Transition((State.SUBMITTED,), State.REJECTED, "rejected"),
     Action.REQUEST_CHANGES: Transition((State.SUBMITTED,), State.CHANGES_REQUESTED, "sent back for changes"),
     Action.CANCEL: Transition((State.SUBMITTED, State.CHANGES_REQUESTED, State.APPROVED), State.CANCELLED, "cancelled"),
@@ -348,7 +351,9 @@ def submit_request(*, requester: AbstractBaseUser, fields: dict[str, Any]) -> Im
         raise ValueError(f"not request fields: {sorted(unknown)}")
     try:
         with transaction.atomic():
-            request = ImportRequest.objects.create(requester=requester, state=State.SUBMITTED, **fields)
+            request = ImportRequest.objects.create(
+                requester=requester, state=State.SUBMITTED, decision_asked_at=timezone.now(), **fields
+            )
             event = append_event(
                 request,
                 action=Action.SUBMIT,
@@ -390,7 +395,7 @@ def _new_version(
 
     def changes(request: ImportRequest) -> dict[str, Any]:
         before.update(_request_snapshot(request))
-        return {**(also(request) if also else {}), **fields, "version": request.version + 1}
+        return {**(also(request) if also else {}), **fields, "version": request.version + 1, **_waits_afresh()}
 
     def after_commit(request: ImportRequest, event: RequestEvent) -> None:
         notifications.request_awaits_decision(request, event)
@@ -405,6 +410,11 @@ def _new_version(
         data=lambda request: {"before": before, "after": _request_snapshot(request)},
         after_commit=after_commit,
     )
+
+
+def _waits_afresh() -> dict[str, Any]:
+    """A new version waits for its decision from now, nobody reminded yet."""
+    return {"decision_asked_at": timezone.now(), "reminded_at": None, "escalated_at": None}
 
 
 def _ensure_preflight_passed(request: ImportRequest) -> None:
@@ -1184,3 +1194,33 @@ def revoke_stand_in(*, approver: AbstractBaseUser, delegation_id: int) -> Delega
     if revoked != 1:
         raise NotFound(MSG_STAND_IN_GONE)
     return Delegation.objects.get(pk=delegation_id)
+
+
+# --- decisions overdue -----------------------------------------------------------------------
+
+
+def record_overdue(*, request_id: int, version: int, escalate: bool) -> ImportRequest:
+    """Nobody decided the request's `version` in time: its approvers are reminded, or, later, it
+    is escalated (notifications.decision_overdue); each once per version, in the history."""
+    action, field = (Action.ESCALATE, "escalated_at") if escalate else (Action.REMIND, "reminded_at")
+
+    def data(request: ImportRequest) -> dict[str, Any]:
+        waited = timezone.now() - (request.decision_asked_at or request.created_at)
+        approvals = approvals_of(request).count() if request.target.approvals_required > 1 else 0
+        return {
+            "version": request.version,
+            "waiting_hours": round(waited.total_seconds() / 3600, 1),
+            "required": request.target.approvals_required,
+            "approvals": approvals,
+        }
+
+    return _transition(
+        request_id=request_id,
+        action=action,
+        actor=None,
+        expected_version=version,
+        guard=Q(**{f"{field}__isnull": True}),
+        changes=lambda request: {field: timezone.now()},
+        data=data,
+        after_commit=notifications.decision_overdue,
+    )

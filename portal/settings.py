@@ -422,6 +422,12 @@ PORTAL_RETRY_MAX_SECONDS = env_int("PORTAL_RETRY_MAX_SECONDS", 60)
 PORTAL_LIMIT_RETRY_SECONDS = env_int("PORTAL_LIMIT_RETRY_SECONDS", 900)
 PORTAL_BYOL_CACHE_SECONDS = env_int("PORTAL_BYOL_CACHE_SECONDS", 3600)
 PORTAL_STALLED_AFTER_HOURS = env_int("PORTAL_STALLED_AFTER_HOURS", 8)
+# A request undecided this long reminds the approvers who may decide it, and after the longer time
+# is escalated to PORTAL_ESCALATION_GROUP (every approver when empty); once each per version.
+PORTAL_REMIND_AFTER_HOURS = env_int("PORTAL_REMIND_AFTER_HOURS", 24)
+PORTAL_ESCALATE_AFTER_HOURS = env_int("PORTAL_ESCALATE_AFTER_HOURS", 72)
+PORTAL_ESCALATION_GROUP = os.environ.get("PORTAL_ESCALATION_GROUP", "")
+PORTAL_OVERDUE_CHECK_SECONDS = env_int("PORTAL_OVERDUE_CHECK_SECONDS", 600)
 PORTAL_UNCLAIMED_AFTER_SECONDS = env_int("PORTAL_UNCLAIMED_AFTER_SECONDS", 15)
 PORTAL_RESEND_AFTER_SECONDS = env_int("PORTAL_RESEND_AFTER_SECONDS", 300)
 PORTAL_POLL_SECONDS = env_int("PORTAL_POLL_SECONDS", 60)
@@ -507,6 +513,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "imports.tasks.clean_audit_exports",
         "schedule": 3600,
         "options": {"expires": 3600},
+    },
+    "remind-overdue-decisions": {
+        "task": "imports.tasks.remind_overdue_decisions",
+        "schedule": PORTAL_OVERDUE_CHECK_SECONDS,
+        "options": {"expires": PORTAL_OVERDUE_CHECK_SECONDS},
     },
 }
 if PORTAL_AUDIT_ANCHOR_BUCKET:
