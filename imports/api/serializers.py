@@ -21,6 +21,11 @@ DECISIONS = {
 }
 
 
+def absolute_url(serializer: serializers.Serializer, name: str, pk: int) -> str:
+    """A link in a body, absolute as the pages' `next` links are (the call's own scheme and host)."""
+    return serializer.context["request"].build_absolute_uri(reverse(name, kwargs={"pk": pk}))
+
+
 class TargetSerializer(serializers.ModelSerializer):
     class Meta:
         model = AwsTarget
@@ -57,7 +62,7 @@ class RequestSummarySerializer(serializers.Serializer):
     import_progress = serializers.IntegerField(allow_null=True)
 
     def get_url(self, request: ImportRequest) -> str:
-        return reverse("api:request_detail", kwargs={"pk": request.pk})
+        return absolute_url(self, "api:request_detail", request.pk)
 
 
 class RequestSerializer(RequestSummarySerializer):
@@ -90,7 +95,7 @@ class RequestSerializer(RequestSummarySerializer):
     actions = serializers.SerializerMethodField(help_text="What the caller may do with the request now.")
 
     def get_history_url(self, request: ImportRequest) -> str:
-        return reverse("api:request_history", kwargs={"pk": request.pk})
+        return absolute_url(self, "api:request_history", request.pk)
 
     def get_actions(self, request: ImportRequest) -> list[str]:
         return sorted(action.value for action in self.context["actions"])

@@ -6,7 +6,6 @@ from typing import Any
 
 from django import forms
 from django.http import QueryDict
-from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -92,7 +91,7 @@ def page_link(request: Request, **cursor: str | None) -> str | None:
 
 def detail_response(request: Request, import_request: ImportRequest, status_code: int = 200) -> Response:
     actions = workflow.available_actions(request.user, import_request)
-    body = RequestSerializer(import_request, context={"actions": actions}).data
+    body = RequestSerializer(import_request, context={"actions": actions, "request": request}).data
     return Response(body, status=status_code)
 
 
@@ -167,7 +166,7 @@ class RequestList(GenericAPIView):
         )
         return Response(
             {
-                "results": RequestSummarySerializer(page.object_list, many=True).data,
+                "results": RequestSummarySerializer(page.object_list, many=True, context={"request": request}).data,
                 "next": page_link(request, after=page.next_cursor, before=None),
                 "previous": page_link(request, before=page.previous_cursor, after=None),
             }
@@ -191,8 +190,7 @@ class RequestList(GenericAPIView):
         response = detail_response(
             request, selectors.visible_request(request.user, created.pk), status.HTTP_201_CREATED
         )
-        response.data["warnings"] = created.warnings
-        response["Location"] = reverse("api:request_detail", kwargs={"pk": created.pk})
+        response["Location"] = response.data["url"]
         return response
 
 

@@ -290,7 +290,7 @@ def test_a_requester_lists_only_their_own_requests(
     assert row["reference"] == mine.reference
     assert row["requester"] == "rita"
     assert row["target"] == {"id": mine.target_id, "name": "Sandbox"}
-    assert row["url"] == f"{API}/requests/{mine.pk}/"
+    assert row["url"] == f"http://testserver{API}/requests/{mine.pk}/"
 
 
 def test_approvers_and_auditors_list_every_request_newest_first(
@@ -405,7 +405,7 @@ def test_a_request_reads_with_its_parameters_version_and_what_the_caller_may_do(
     assert own["state_label"] == "Submitted"
     assert own["ec2_image_id"] == "ami-0123456789abcdef0"
     assert own["tags"] == [{"key": "CostCenter", "value": "4711"}]
-    assert own["history_url"] == f"{API}/requests/{request.pk}/history/"
+    assert own["history_url"] == f"http://testserver{API}/requests/{request.pk}/history/"
     assert own["actions"] == ["cancel", "edit"]
     assert decider["actions"] == ["approve", "reject", "request_changes"]
 
@@ -453,7 +453,7 @@ def test_a_requester_files_a_request_through_the_form_and_the_workflow(
     assert response.status_code == 201, response.content
     body = response.json()
     created = ImportRequest.objects.get()
-    assert response["Location"] == f"{API}/requests/{created.pk}/"
+    assert response["Location"] == f"http://testserver{API}/requests/{created.pk}/"
     assert body["id"] == created.pk
     assert body["state"] == "submitted"
     assert body["version"] == 1
