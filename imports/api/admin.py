@@ -10,11 +10,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
     beside its digest; an admin revokes a token by deleting it, and makes none (its owner does,
     on the API tokens page)."""
 
-    list_display = ["name", "user", "token_key", "created", "expiry"]
+    list_display = ["name", "user", "token_key", "created", "expiry", "last_used"]
     list_filter = ["created", "expiry"]
     search_fields = ["name", "user__username", "token_key"]
     list_select_related = ["user"]
-    fields = ["name", "user", "token_key", "created", "expiry"]
+    fields = ["name", "user", "token_key", "created", "expiry", "last_used"]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -9,6 +9,7 @@ class ApiToken(AbstractAuthToken):
     revoked (deleted)."""
 
     name = models.CharField(max_length=100)
+    last_used = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "API token"

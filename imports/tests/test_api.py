@@ -170,6 +170,25 @@ def test_a_token_has_its_owners_roles_as_they_are_at_each_call(
     assert request.state == ImportRequest.State.SUBMITTED
 
 
+def test_a_tokens_last_use_is_noted_at_most_once_a_minute(requester: Any) -> None:
+    token, secret = tokens.make_token(user=requester, name="flow", days=7)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+    api.get(f"{API}/targets/")
+    first = ApiToken.objects.get(pk=token.pk).last_used
+    api.get(f"{API}/targets/")
+    second = ApiToken.objects.get(pk=token.pk).last_used
+    ApiToken.objects.filter(pk=token.pk).update(last_used=first - timedelta(minutes=2))
+    api.get(f"{API}/targets/")
+    third = ApiToken.objects.get(pk=token.pk).last_used
+
+    assert token.last_used is None
+    assert first is not None
+    assert second == first
+    assert third > first
+
+
 def test_the_tokens_page_shows_a_new_token_once_and_lists_only_its_owners(requester: Any, other_requester: Any) -> None:
     tokens.make_token(user=other_requester, name="oscar's flow", days=7)
     client = Client()
