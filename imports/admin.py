@@ -11,13 +11,15 @@ from django.core.paginator import Paginator
 from django.db import connections, models
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from imports import dispatch
 from imports.filters import REFERENCE_RE
+from imports.forms import WebhookForm
 from imports.models import (
     AdminEvent,
     AwsTarget,
@@ -26,6 +28,9 @@ from imports.models import (
     RequestEvent,
     RequestState,
     RolloutStep,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
     format_reference,
 )
 
@@ -254,3 +259,58 @@ class DelegationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["approver", "stand_in"]
     search_fields = ["approver__username", "stand_in__username"]
     date_hierarchy = "starts_on"
+
+
+class TargetWebhookForm(WebhookForm):
+    class Meta(WebhookForm.Meta):
+        fields = ["name", "target", "url", "kind", "events", "is_active"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["target"].required = True
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    """Targets' webhooks, made and changed here; people's own (made on their *Webhooks* page) are
+    listed, and can be switched off or deleted. The secret is shown once, when it is made, and
+    the list shows only the URL's host (a Slack or Teams URL is a secret too)."""
+
+    form = TargetWebhookForm
+    list_display = ("name", "target", "owner", "kind", "destination", "is_active", "created_at")
+    list_filter = ("kind", "is_active", "target")
+    search_fields = ("name", "owner__username", "target__name")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return (
+            ["name", "owner", "url", "kind", "events", "is_active"]
+            if obj and obj.owner_id
+            else super().get_fields(request, obj)
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # A person's webhook stays theirs: admins may switch it off or delete it, not repoint it.
+        return ("name", "owner", "url", "kind", "events") if obj and obj.owner_id else ()
+
+    def response_add(
+        self, request: HttpRequest, obj: WebhookSubscription, post_url_continue: Any = None
+    ) -> HttpResponse:
+        context = {**self.admin_site.each_context(request), "subscription": obj, "opts": self.opts}
+        return TemplateResponse(request, "admin/imports/webhook_secret.html", context)
+
+
+class WebhookAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = WebhookAttempt
+    fields = ("started_at", "status_code", "error", "duration_ms", "outcome", "next_attempt_at")
+    extra = 0
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The delivery log: each delivery, and under it every attempt with its outcome."""
+
+    list_display = ("created_at", "subscription", "event_name", "request", "outcome", "attempts", "next_attempt_at")
+    list_filter = ("outcome", "event_name")
+    list_select_related = ("subscription", "request")
+    exclude = ("body",)
+    inlines = [WebhookAttemptInline]

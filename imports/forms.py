@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from imports import plan, roles, rules
-from imports.models import AwsTarget, ImportRequest
+from imports.models import AwsTarget, ImportRequest, WebhookEvent, WebhookSubscription
 
 MSG_NAME_IN_USE = "Another open request for this target already uses this image name: choose a different image name."
 MSG_COMMENT_TOO_LONG = "Keep the comment under 2,000 characters."
@@ -632,3 +632,17 @@ class DelegationForm(forms.Form):
         elif starts_on and ends_on and (ends_on - starts_on).days >= STAND_IN_MAX_DAYS:
             self.add_error("ends_on", MSG_STAND_IN_TOO_LONG.format(days=STAND_IN_MAX_DAYS))
         return cleaned
+
+
+class WebhookForm(forms.ModelForm):
+    """A webhook: where it posts, in which format, and about which events. The URL is checked
+    against the allowed destinations (imports.endpoints) here and before every delivery."""
+
+    url = forms.URLField(label="URL", max_length=1000, assume_scheme="https")
+    events = forms.MultipleChoiceField(
+        choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple, help_text="What it is told about."
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ["name", "url", "kind", "events"]

@@ -1,5 +1,7 @@
 """The portal's data. No I/O here, and no state changes: those live in imports.workflow."""
 
+import secrets
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +13,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from imports import plan, rules
-from imports.endpoints import validate_endpoint_url
+from imports.endpoints import validate_endpoint_url, validate_webhook_url
 
 
 class AwsTarget(models.Model):
@@ -767,3 +769,129 @@ class Delegation(models.Model):
 
     def active_on(self, day: Any) -> bool:
         return self.revoked_at is None and self.starts_on <= day <= self.ends_on
+
+
+class WebhookEvent(models.TextChoices):
+    """What a webhook can be told about a request."""
+
+    SUBMITTED = "submitted", "Submitted or resubmitted"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
+    IMPORT_AVAILABLE = "import_available", "Import available"
+    IMPORT_FAILED = "import_failed", "Import failed"
+    IMPORT_STALLED = "import_stalled", "Import stalled"
+    ROLLOUT_FINISHED = "rollout_finished", "Rollout finished"
+    OVERDUE = "overdue", "Decision overdue or escalated"
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+class WebhookSubscription(models.Model):
+    """A URL told about a target's requests (set by admins) or about the requests its owner may
+    see (set by the owner). The secret signs generic deliveries, so it is kept as it is (an
+    HMAC needs it): shown once, never listed, logged or recorded in the admin history."""
+
+    class Kind(models.TextChoices):
+        GENERIC = "generic", "Signed JSON webhook"
+        SLACK = "slack", "Slack incoming webhook"
+        TEAMS = "teams", "Microsoft Teams incoming webhook"
+
+    name = models.CharField(max_length=100)
+    target = models.ForeignKey(AwsTarget, on_delete=models.CASCADE, null=True, blank=True, related_name="webhooks")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="webhooks"
+    )
+    url = models.URLField("URL", max_length=1000, validators=[validate_webhook_url])
+    kind = models.CharField(max_length=10, choices=Kind, default=Kind.GENERIC)
+    events = models.JSONField(default=list, help_text="The events it is told about.")
+    secret = models.CharField(max_length=64, default=new_webhook_secret, editable=False)
+    is_active = models.BooleanField("active", default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(target__isnull=False, owner__isnull=True) | Q(target__isnull=True, owner__isnull=False),
+                name="webhook_of_a_target_or_a_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        unknown = set(self.events) - set(WebhookEvent.values) if isinstance(self.events, list) else {"?"}
+        if unknown or not self.events:
+            raise ValidationError({"events": f"Choose one or more of: {', '.join(WebhookEvent.values)}."})
+
+    @property
+    def destination(self) -> str:
+        """The URL's scheme and host: what lists show (a Slack or Teams URL carries its own secret)."""
+        scheme, _, rest = self.url.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one subscription: its body (the same on every attempt), the id receivers
+    deduplicate on, and where its attempts stand."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        STOPPED = "stopped", "Stopped: refused, or no longer to be sent"
+        FAILED = "failed", "Failed: gave up after retrying"
+
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    request = models.ForeignKey(ImportRequest, on_delete=models.CASCADE, related_name="+")
+    event = models.ForeignKey(RequestEvent, on_delete=models.PROTECT, related_name="+")
+    event_name = models.CharField(max_length=32, choices=WebhookEvent)
+    # Sent as X-Portal-Event-Id: the same on every attempt, so a receiver can drop repeats.
+    uid = models.UUIDField("event id", default=uuid.uuid4, unique=True, editable=False)
+    body = models.TextField()
+    outcome = models.CharField(max_length=10, choices=Outcome, default=Outcome.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "event", "event_name"], name="webhook_delivery_once")
+        ]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(outcome="pending"), name="webhook_delivery_due")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} to {self.subscription_id}"
+
+
+class WebhookAttempt(models.Model):
+    """One attempt at a delivery, and what came of it: the delivery log."""
+
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        RETRY = "retry", "Will try again"
+        STOPPED = "stopped", "Stopped"
+        FAILED = "failed", "Gave up"
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="log")
+    started_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=10, choices=Outcome)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} at {self.started_at:%Y-%m-%d %H:%M:%S}: {self.outcome}"

@@ -8,7 +8,7 @@ from celery import shared_task
 from celery.app.task import Task
 from django.conf import settings
 
-from imports import anchor, dispatch, execution, exports
+from imports import anchor, dispatch, execution, exports, webhooks
 from imports.locks import job_lock
 from imports.retry import TryAgain, backoff
 from imports.steps import engine as steps_engine
@@ -117,3 +117,14 @@ def remind_overdue_decisions() -> dict[str, int]:
     longer still (imports.execution.remind_overdue_decisions)."""
     minimum = settings.PORTAL_OVERDUE_CHECK_SECONDS / 2
     return vars(execution.remind_overdue_decisions(min_interval=minimum))
+
+
+@shared_task
+def deliver_webhook(delivery_id: int) -> str | None:
+    """One attempt at a webhook delivery; a retry is due later and sent by send_due_webhooks."""
+    return webhooks.deliver(delivery_id)
+
+
+@shared_task
+def send_due_webhooks() -> int:
+    return webhooks.send_due()

@@ -439,6 +439,19 @@ PORTAL_AMI_CACHE_SECONDS = env_int("PORTAL_AMI_CACHE_SECONDS", 300)
 # local AWS sandbox's hosts, only where allowed: in development by default.
 PORTAL_ALLOW_HTTP_ENDPOINTS = env_bool("PORTAL_ALLOW_HTTP_ENDPOINTS", DEBUG)
 PORTAL_ENDPOINT_HOSTS = env_list("PORTAL_ENDPOINT_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+# Webhooks (imports/webhooks.py): receivers' hosts must resolve to public addresses (private,
+# loopback and link-local ones only where allowed: development, where receivers run locally);
+# PORTAL_WEBHOOK_HOSTS, when set, is the only hosts (or .domains) they may name. Each attempt
+# waits at most PORTAL_WEBHOOK_TIMEOUT_SECONDS; a delivery is retried with backoff (from
+# PORTAL_WEBHOOK_RETRY_BASE_SECONDS up to PORTAL_WEBHOOK_RETRY_MAX_SECONDS between attempts)
+# for PORTAL_WEBHOOK_RETRY_HOURS, beat sending what is due every PORTAL_WEBHOOK_SWEEP_SECONDS.
+PORTAL_WEBHOOK_HOSTS = env_list("PORTAL_WEBHOOK_HOSTS", "")
+PORTAL_WEBHOOK_ALLOW_PRIVATE = env_bool("PORTAL_WEBHOOK_ALLOW_PRIVATE", DEBUG)
+PORTAL_WEBHOOK_TIMEOUT_SECONDS = env_int("PORTAL_WEBHOOK_TIMEOUT_SECONDS", 5)
+PORTAL_WEBHOOK_RETRY_BASE_SECONDS = env_int("PORTAL_WEBHOOK_RETRY_BASE_SECONDS", 30)
+PORTAL_WEBHOOK_RETRY_MAX_SECONDS = env_int("PORTAL_WEBHOOK_RETRY_MAX_SECONDS", 1800)
+PORTAL_WEBHOOK_RETRY_HOURS = env_int("PORTAL_WEBHOOK_RETRY_HOURS", 24)
+PORTAL_WEBHOOK_SWEEP_SECONDS = env_int("PORTAL_WEBHOOK_SWEEP_SECONDS", 30)
 # AWS documents 2 WorkSpaces API calls per second with bursts of 5, per account; the portal's
 # own calls stay within it across all processes. https://docs.aws.amazon.com/workspaces/latest/api/welcome.html
 PORTAL_WORKSPACES_CALLS_PER_SECOND = env_int("PORTAL_WORKSPACES_CALLS_PER_SECOND", 2)
@@ -518,6 +531,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "imports.tasks.remind_overdue_decisions",
         "schedule": PORTAL_OVERDUE_CHECK_SECONDS,
         "options": {"expires": PORTAL_OVERDUE_CHECK_SECONDS},
+    },
+    "send-due-webhooks": {
+        "task": "imports.tasks.send_due_webhooks",
+        "schedule": PORTAL_WEBHOOK_SWEEP_SECONDS,
+        "options": {"expires": PORTAL_WEBHOOK_SWEEP_SECONDS},
     },
 }
 if PORTAL_AUDIT_ANCHOR_BUCKET:
