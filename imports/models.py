@@ -261,6 +261,21 @@ class ImportRequest(models.Model):
             models.Index(fields=["state", "created_at", "id"], name="request_state_created"),
             models.Index(fields=["target", "created_at", "id"], name="request_target_created"),
             models.Index(fields=["requester", "created_at", "id"], name="request_requester_created"),
+            # The approvals queue counted for one approver (selectors.approval_queue): the
+            # requests waiting for a decision, by target and requester, with what a check of
+            # the approver's own approvals needs, read from the index alone.
+            models.Index(
+                fields=["target", "requester", "id", "version"],
+                condition=Q(state="submitted"),
+                name="request_awaiting_decision",
+            ),
+            # The dashboard's count of decisions overdue (reminded) and escalated: the few
+            # requests waiting past PORTAL_REMIND_AFTER_HOURS, not every one waiting.
+            models.Index(
+                fields=["escalated_at"],
+                condition=Q(state="submitted", reminded_at__isnull=False),
+                name="request_overdue",
+            ),
             # "Rollout incomplete": few rows among many, so only those are indexed.
             models.Index(
                 fields=["created_at", "id"],

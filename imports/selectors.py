@@ -1,7 +1,7 @@
 """Reads: what a user may see, the approval queue, who to tell, which AMIs to offer."""
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -10,7 +10,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.cache import cache
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import CharField, Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from imports import aws, charts, dispatch, roles, rules
@@ -70,24 +71,35 @@ def available_image() -> Subquery:
 
 def approval_queue(user: AbstractBaseUser) -> QuerySet[ImportRequest]:
     """Requests waiting for a decision that `user` may take: everyone's but their own, for the
-    targets whose approval policy lets them decide, and not those whose version they approved
-    already (those wait for other approvers)."""
+    targets whose approval policy lets them (or an approver they stand in for today) decide,
+    and not those whose version they approved already (those wait for other approvers)."""
     if not roles.has_role(user, roles.APPROVERS):
         return ImportRequest.objects.none()
-    today = timezone.localdate()
-    stood_in_for = Delegation.objects.filter(
-        stand_in=user, revoked_at__isnull=True, starts_on__lte=today, ends_on__gte=today
-    ).values("approver_id")
-    deciders = Q(group__user=user) | Q(group__user__in=stood_in_for)
-    policy_groups = AwsTarget.approver_groups.through.objects.filter(awstarget=OuterRef("target"))
     approved = Approval.objects.filter(request=OuterRef("pk"), version=OuterRef("version"), decided_by=user)
     return (
         _listed(ImportRequest.objects.filter(state=ImportRequest.State.SUBMITTED))
+        .filter(target_id__in=decidable_targets(user))
         .exclude(requester=user)
-        .filter(~Exists(policy_groups) | Exists(policy_groups.filter(deciders)))
         .exclude(Exists(approved))
         .order_by("created_at", "id")
     )
+
+
+def decidable_targets(user: AbstractBaseUser) -> list[int]:
+    """The targets whose requests `user` may decide, for themselves or as a stand-in today: those
+    whose policy names no approver groups, or a group of theirs or of an approver they stand in
+    for. One query over the targets, kept on the user object for the rest of the request."""
+    cached = getattr(user, "_decidable_targets", None)
+    if cached is None:
+        today = timezone.localdate()
+        stood_in_for = Delegation.objects.filter(
+            stand_in=user, revoked_at__isnull=True, starts_on__lte=today, ends_on__gte=today
+        ).values("approver_id")
+        policy_groups = AwsTarget.approver_groups.through.objects.filter(awstarget=OuterRef("pk"))
+        theirs = policy_groups.filter(Q(group__user=user) | Q(group__user__in=stood_in_for))
+        decidable = AwsTarget.objects.filter(~Exists(policy_groups) | Exists(theirs))
+        cached = user._decidable_targets = list(decidable.values_list("pk", flat=True))
+    return cached
 
 
 @dataclass(frozen=True)
@@ -180,31 +192,45 @@ class Desk:
 
 
 def desk(user: AbstractBaseUser, *, size: int) -> Desk:
-    """Two queries whatever the history's size. The counts: the user's requests by state, every
-    submitted request (the queue is those less the user's own) and the unfinished rollouts, one
-    UNION ALL of grouped counts, read from an index each (requester, state, or the partial index
-    of unfinished rollouts). The rows: the user's
+    """Three queries whatever the history's size (the targets this user may decide among them:
+    decidable_targets). The counts: the user's requests by state, the approvals queue's size,
+    the unfinished rollouts and the overdue decisions, one UNION ALL of grouped counts, read
+    from an index each. The rows: the user's
     `size` newest requests and the queue's `size` oldest, one UNION ALL, each half along its
     (requester | state, created_at, id) index."""
     mine = Q(requester=user)
     approves = roles.has_role(user, roles.APPROVERS)
     counts = _counts_by(ImportRequest.objects.filter(mine), "state", "mine")
     if approves:
-        counts = counts.union(_counts_by(ImportRequest.objects.filter(state=SUBMITTED), "state", "all"), all=True)
+        # The queue's size (what this user may decide: approval_queue) from three small counts,
+        # not a count of its rows: every waiting request by target (from the partial index
+        # request_awaiting_decision alone), the user's own waiting ones by target, and those the
+        # user approved already (from their approvals).
+        waiting = ImportRequest.objects.filter(state=SUBMITTED)
+        counts = counts.union(_counts_by_target(waiting, "waiting"), all=True)
+        counts = counts.union(_counts_by_target(waiting.filter(mine), "mine_waiting"), all=True)
+        counts = counts.union(_approved_awaiting_others(user), all=True)
     rollouts = ImportRequest.objects.filter(rollout__in=ROLLOUT_OPEN)
     if not sees_all_requests(user):
         rollouts = rollouts.filter(mine)
     counts = counts.union(_counts_by(rollouts, "rollout", "rollouts"), all=True)
     if sees_all_requests(user):
-        # Decisions overdue: requests whose approvers were reminded, and those escalated.
-        waiting = ImportRequest.objects.filter(state=SUBMITTED)
-        for whose, told in (("reminded", "reminded_at"), ("escalated", "escalated_at")):
-            overdue = waiting.filter(**{f"{told}__isnull": False})
-            counts = counts.union(_counts_by(overdue, "state", whose), all=True)
-    counted: dict[str, dict[str, int]] = {"mine": {}, "all": {}, "rollouts": {}, "reminded": {}, "escalated": {}}
-    for whose, state, n in counts:
-        counted[whose][state] = n
+        # Decisions overdue: requests whose approvers were reminded, and those of them escalated
+        # (both read from the partial index request_overdue).
+        overdue = ImportRequest.objects.filter(state=SUBMITTED, reminded_at__isnull=False)
+        counts = counts.union(_counts_by(overdue, "state", "reminded"), all=True)
+        counts = counts.union(_counts_by(overdue.filter(escalated_at__isnull=False), "state", "escalated"), all=True)
+    counted: dict[str, dict[str, int]] = defaultdict(dict)
+    for whose, key, n in counts:
+        counted[whose][key] = n
     my_counts = counted["mine"]
+    queue_size = 0
+    if approves:
+        decidable = {str(pk) for pk in decidable_targets(user)}
+        by_target = counted["waiting"].items(), counted["mine_waiting"].items()
+        queue_size = sum(n for target, n in by_target[0] if target in decidable)
+        queue_size -= sum(n for target, n in by_target[1] if target in decidable)
+        queue_size -= counted["approved"].get(SUBMITTED, 0)
 
     # A sliced query cannot stand in a UNION on SQLite: each half names its rows by a subquery.
     newest = ImportRequest.objects.filter(mine).order_by("-created_at", "-id").values("pk")[:size]
@@ -216,12 +242,32 @@ def desk(user: AbstractBaseUser, *, size: int) -> Desk:
     return Desk(
         my_counts=my_counts,
         my_latest=[r for r in reversed(found) if r.requester_id == user.pk],
-        queue_size=counted["all"].get(SUBMITTED, 0) - my_counts.get(SUBMITTED, 0),
+        queue_size=queue_size,
         queue=[r for r in found if r.requester_id != user.pk],
         rollouts_open=counted["rollouts"],
         overdue=counted["reminded"].get(SUBMITTED, 0),
         escalated=counted["escalated"].get(SUBMITTED, 0),
     )
+
+
+def _counts_by_target(requests: QuerySet[ImportRequest], whose: str) -> QuerySet[ImportRequest]:
+    """Counts by target, its id as text (the UNION's second column holds states too)."""
+    by_target = requests.order_by().values(key=Cast("target_id", output_field=CharField()))
+    return by_target.annotate(n=Count("pk"), whose=Value(whose)).values_list("whose", "key", "n")
+
+
+def _approved_awaiting_others(user: AbstractBaseUser) -> QuerySet[Approval]:
+    """How many requests in the user's queue but for their approval: waiting for a decision, on
+    a target they may decide, not theirs, whose current version they approved (for a quorum's
+    other approvers). Read from the user's approvals, a handful."""
+    approved = Approval.objects.filter(
+        decided_by=user,
+        version=F("request__version"),
+        request__state=SUBMITTED,
+        request__target_id__in=decidable_targets(user),
+    ).exclude(request__requester=user)
+    as_waiting = approved.order_by().values(key=Value(SUBMITTED, output_field=CharField()))
+    return as_waiting.annotate(n=Count("pk"), whose=Value("approved")).values_list("whose", "key", "n")
 
 
 def _counts_by(requests: QuerySet[ImportRequest], column: str, whose: str) -> QuerySet[ImportRequest]:

@@ -468,3 +468,40 @@ def test_the_approvers_told_of_a_request_are_those_who_may_decide_it(
 
     request.target.approver_groups.clear()
     assert list(selectors.approvers_for(request)) == [approver, other_approver, carl]
+
+
+def test_the_dashboard_counts_what_waits_for_this_approver(
+    client: Any, production: Group, make_request: Any, approver: Any, other_approver: Any
+) -> None:
+    make_request()
+    client.force_login(other_approver)
+    page = client.get(reverse("dashboard"))
+    assert page.context["queue_size"] == 0
+    assert page.context["queue"] == []
+
+    stand_in(approver, other_approver)
+    page = client.get(reverse("dashboard"))
+    assert page.context["queue_size"] == 1
+    assert len(page.context["queue"]) == 1
+
+    client.force_login(approver)
+    assert client.get(reverse("dashboard")).context["queue_size"] == 1
+
+
+def test_the_dashboard_leaves_out_what_waits_for_the_other_approvers_and_ones_own(
+    client: Any, quorum_target: AwsTarget, make_request: Any, approver: Any, approving_requester: Any
+) -> None:
+    first, second = make_request(), make_request()
+    make_request(by=approving_requester)
+    client.force_login(approver)
+    assert client.get(reverse("dashboard")).context["queue_size"] == 3
+
+    approve(first, approver)
+    page = client.get(reverse("dashboard"))
+    assert page.context["queue_size"] == 2
+    assert first not in page.context["queue"]
+
+    client.force_login(approving_requester)
+    # Two others' requests wait for Maria; her own never does.
+    assert client.get(reverse("dashboard")).context["queue_size"] == 2
+    assert second in selectors.approval_queue(approving_requester)
