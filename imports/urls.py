@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from imports import delegation_views, rollout_views, views
+from imports import delegation_views, rollout_views, views, webhook_views
 
 
 class RequestIdConverter:
@@ -30,6 +30,8 @@ urlpatterns = [
     path("requests/<request_id:pk>/<slug:action>/", views.request_action, name="request_action"),
     path("approvals/", views.approval_queue, name="approval_queue"),
     path("stand-ins/", delegation_views.stand_ins, name="stand_ins"),
+    path("account/webhooks/", webhook_views.my_webhooks, name="my_webhooks"),
+    path("account/webhooks/<request_id:pk>/delete/", webhook_views.delete_webhook, name="delete_webhook"),
     path("stand-ins/<request_id:pk>/revoke/", delegation_views.stand_in_revoke, name="stand_in_revoke"),
     path("targets/", rollout_views.target_list, name="target_list"),
     path("targets/<request_id:pk>/images/", rollout_views.target_images, name="target_images"),

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils.html import escape
 
 from imports import endpoints, webhooks, workflow
 from imports.models import AwsTarget, ImportRequest, WebhookAttempt, WebhookDelivery, WebhookSubscription
@@ -474,3 +476,59 @@ def test_teams_gets_an_adaptive_card_that_only_opens_the_request(
             "url": f"https://byol.example.com/requests/{submitted.pk}/",
         }
     ]
+
+
+# --- a person's own webhooks page ----------------------------------------------------------------
+
+
+def test_a_person_makes_a_webhook_sees_its_secret_once_and_its_deliveries(
+    client: Any, requester: Any, receiver: Receiver, submitted: ImportRequest
+) -> None:
+    client.force_login(requester)
+    url = reverse("my_webhooks")
+
+    made = client.post(url, {"name": "ci", "url": receiver.url, "kind": "generic", "events": ["submitted", "approved"]})
+
+    assert made.status_code == 200
+    webhook = WebhookSubscription.objects.get()
+    assert (webhook.owner, webhook.target, webhook.events) == (requester, None, ["submitted", "approved"])
+    assert webhook.secret in made.content.decode()
+    # Shown once: the list shows where it posts, never the secret or the full URL.
+    listed = client.get(url).content.decode()
+    assert webhook.secret not in listed
+    assert webhook.destination in listed
+
+    announce_submitted(submitted)
+    webhooks.deliver(only_delivery().pk)
+    listed = client.get(url).content.decode()
+    assert submitted.reference in listed
+    assert "Delivered" in listed
+
+
+def test_a_webhook_outside_the_allowed_destinations_or_without_events_is_refused_with_a_message(
+    client: Any, requester: Any, settings: Any
+) -> None:
+    settings.PORTAL_ALLOW_HTTP_ENDPOINTS = False
+    settings.PORTAL_WEBHOOK_ALLOW_PRIVATE = False
+    client.force_login(requester)
+
+    refused = client.post(
+        reverse("my_webhooks"), {"name": "x", "url": "https://10.1.2.3/hook", "kind": "generic", "events": ["approved"]}
+    )
+    assert refused.status_code == 400
+    assert escape(endpoints.MSG_WEBHOOK_PRIVATE.format(host="10.1.2.3", address="10.1.2.3")) in refused.content.decode()
+    refused = client.post(reverse("my_webhooks"), {"name": "x", "url": "https://93.184.215.14/hook", "kind": "slack"})
+    assert refused.status_code == 400
+    assert not WebhookSubscription.objects.exists()
+
+
+def test_only_its_owner_deletes_a_webhook(client: Any, requester: Any, other_requester: Any) -> None:
+    webhook = subscribe("https://93.184.215.14/hook", owner=requester)
+    client.force_login(other_requester)
+    assert client.post(reverse("delete_webhook", args=[webhook.pk])).status_code == 404
+    assert "You have no webhooks." in client.get(reverse("my_webhooks")).content.decode()
+
+    client.force_login(requester)
+    deleted = client.post(reverse("delete_webhook", args=[webhook.pk]), follow=True)
+    assert "The webhook hook is deleted" in deleted.content.decode()
+    assert not WebhookSubscription.objects.exists()
