@@ -267,7 +267,12 @@ class TargetWebhookForm(WebhookForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["target"].required = True
+        if self.instance.owner_id:
+            # A person's webhook: only switched on or off here (the rest is theirs, shown read-only).
+            for name in set(self.fields) - {"is_active"}:
+                del self.fields[name]
+        else:
+            self.fields["target"].required = True
 
 
 @admin.register(WebhookSubscription)
@@ -283,14 +288,15 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return (
-            ["name", "owner", "url", "kind", "events", "is_active"]
+            ["name", "owner", "destination", "kind", "events", "is_active"]
             if obj and obj.owner_id
             else super().get_fields(request, obj)
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        # A person's webhook stays theirs: admins may switch it off or delete it, not repoint it.
-        return ("name", "owner", "url", "kind", "events") if obj and obj.owner_id else ()
+        # A person's webhook stays theirs: admins may switch it off or delete it, not repoint it,
+        # and see where it posts, not its URL (a Slack or Teams URL is its own secret).
+        return ("name", "owner", "destination", "kind", "events") if obj and obj.owner_id else ()
 
     def response_add(
         self, request: HttpRequest, obj: WebhookSubscription, post_url_continue: Any = None

@@ -532,3 +532,67 @@ def test_only_its_owner_deletes_a_webhook(client: Any, requester: Any, other_req
     deleted = client.post(reverse("delete_webhook", args=[webhook.pk]), follow=True)
     assert "The webhook hook is deleted" in deleted.content.decode()
     assert not WebhookSubscription.objects.exists()
+
+
+# --- the admin -------------------------------------------------------------------------------------
+
+
+def test_an_admin_adds_a_targets_webhook_and_sees_its_secret_once(
+    client: Any, superuser: Any, target: AwsTarget
+) -> None:
+    client.force_login(superuser)
+    added = client.post(
+        reverse("admin:imports_webhooksubscription_add"),
+        {
+            "name": "ops",
+            "target": target.pk,
+            "url": "https://93.184.215.14/hooks/portal-7f3a",
+            "kind": "generic",
+            "events": ["approved", "import_failed"],
+            "is_active": "on",
+        },
+    )
+
+    assert added.status_code == 200
+    webhook = WebhookSubscription.objects.get()
+    assert (webhook.target, webhook.owner, webhook.events) == (target, None, ["approved", "import_failed"])
+    assert webhook.secret in added.content.decode()
+    listed = client.get(reverse("admin:imports_webhooksubscription_changelist")).content.decode()
+    assert webhook.secret not in listed
+    assert "portal-7f3a" not in listed
+    assert "https://93.184.215.14" in listed
+    changed = client.get(reverse("admin:imports_webhooksubscription_change", args=[webhook.pk])).content.decode()
+    assert webhook.secret not in changed
+
+
+def test_an_admin_is_refused_a_webhook_outside_the_allowed_destinations(
+    client: Any, superuser: Any, target: AwsTarget, settings: Any
+) -> None:
+    settings.PORTAL_ALLOW_HTTP_ENDPOINTS = False
+    settings.PORTAL_WEBHOOK_ALLOW_PRIVATE = False
+    client.force_login(superuser)
+    data = {"name": "x", "target": target.pk, "url": "https://10.1.2.3/h", "kind": "slack", "events": ["approved"]}
+
+    refused = client.post(reverse("admin:imports_webhooksubscription_add"), data)
+
+    assert refused.status_code == 200
+    assert escape(endpoints.MSG_WEBHOOK_PRIVATE.format(host="10.1.2.3", address="10.1.2.3")) in refused.content.decode()
+    assert not WebhookSubscription.objects.exists()
+
+
+def test_an_admin_switches_a_persons_webhook_off_without_seeing_its_url(
+    client: Any, superuser: Any, requester: Any
+) -> None:
+    webhook = subscribe("https://93.184.215.14/services/T000/B000/XXXXsecretXXXX", kind="slack", owner=requester)
+    client.force_login(superuser)
+    url = reverse("admin:imports_webhooksubscription_change", args=[webhook.pk])
+
+    page = client.get(url).content.decode()
+    assert "XXXXsecretXXXX" not in page
+    assert "https://93.184.215.14" in page
+    switched = client.post(url, {"is_active": ""})
+
+    assert switched.status_code == 302
+    webhook.refresh_from_db()
+    assert webhook.is_active is False
+    assert webhook.url.endswith("XXXXsecretXXXX")
