@@ -3,7 +3,11 @@
 Tests run on SQLite by default and on PostgreSQL when DATABASE_URL points at one.
 """
 
+import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -204,3 +208,45 @@ def sandbox_aws(
     yield sandbox
     aws.use_rate_limiter(DatabaseTokenBucket())
     aws.forget_clients()
+
+
+# --- a webhook receiver -------------------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    """What the receiver answers (status, seconds it sleeps first) and what it was sent."""
+
+    url: str
+    status: int = 200
+    sleep: float = 0.0
+    location: str = ""
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.received.append((dict(self.headers.items()), body))
+            time.sleep(state.sleep)
+            self.send_response(state.status)
+            if state.location:
+                self.send_header("Location", state.location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_port}/hooks/byol?team=it"
+    yield state
+    server.shutdown()
+    server.server_close()

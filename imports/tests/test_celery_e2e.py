@@ -39,10 +39,10 @@ import redis
 from django.contrib.auth import get_user_model
 from django.db import connection
 
-from imports import dispatch, roles, workflow
+from imports import dispatch, roles, webhooks, workflow
 from imports.dispatch import publish as REAL_PUBLISH  # captured before the autouse fixture fakes it
-from imports.models import AwsTarget, ImportRequest, RolloutStep
-from imports.tests.conftest import make_user, pass_preflight, request_fields
+from imports.models import AwsTarget, ImportRequest, RolloutStep, WebhookDelivery, WebhookSubscription
+from imports.tests.conftest import Receiver, make_user, pass_preflight, request_fields
 from portal.celery import app as celery_app
 from sandbox import DEFAULT_REGION, SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, start_sandbox
 
@@ -835,3 +835,44 @@ def test_a_worker_killed_during_a_step_call_is_taken_over_and_aws_makes_the_bund
     [bundle] = bundles_named(sandbox, DEFAULT_REGION, name)
     assert bundle["BundleId"] == step.resource_id
     assert control(sandbox, "calls").get("CreateWorkspaceBundle", 0) == 1
+
+
+def test_a_webhook_is_sent_signed_by_a_real_worker_and_again_by_beat_once_the_receiver_is_back(
+    celery: Workers, checked_request: Scenario, receiver: Receiver
+) -> None:
+    # The worker and beat may post to this test's receiver on 127.0.0.1, and retry within seconds.
+    celery.timings |= {
+        "PORTAL_ALLOW_HTTP_ENDPOINTS": "true",
+        "PORTAL_WEBHOOK_ALLOW_PRIVATE": "true",
+        "PORTAL_WEBHOOK_RETRY_BASE_SECONDS": "1",
+        "PORTAL_WEBHOOK_SWEEP_SECONDS": "1",
+    }
+    subscription = WebhookSubscription.objects.create(
+        name="ops", target=checked_request.request.target, url=receiver.url, events=["approved"]
+    )
+    receiver.status = 503  # down when the approval's delivery first comes
+
+    started = time.monotonic()
+    approved = approve(checked_request)
+    assert time.monotonic() - started < 2  # the decision never waits for the receiver
+    assert dispatch.flush(10)
+    celery.start()
+    wait_until("the receiver's first answer", lambda: len(receiver.received) >= 1, celery)
+    receiver.status = 200
+
+    delivery = WebhookDelivery.objects.get(subscription=subscription)
+
+    def delivered() -> bool:
+        delivery.refresh_from_db()
+        return delivery.outcome == WebhookDelivery.Outcome.DELIVERED
+
+    wait_until("the delivery delivered", delivered, celery)
+    attempts = list(delivery.log.order_by("started_at").values_list("status_code", "outcome"))
+    assert attempts[0] == (503, "retry")
+    assert attempts[-1] == (200, "delivered")
+    assert len(receiver.received) == len(attempts)
+    # Every attempt carries the same event id and a signature the receiver can check.
+    assert {headers["X-Portal-Event-Id"] for headers, _ in receiver.received} == {str(delivery.uid)}
+    for headers, body in receiver.received:
+        assert webhooks.verify_signature(subscription.secret, headers["X-Portal-Signature"], body)
+        assert json.loads(body)["request"]["reference"] == approved.reference

@@ -7,12 +7,9 @@ allows it. Time is driven by the `now` each attempt is given, from the delivery'
 
 import itertools
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,47 +20,9 @@ from django.utils.html import escape
 
 from imports import endpoints, webhooks, workflow
 from imports.models import AwsTarget, ImportRequest, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from imports.tests.conftest import Receiver
 
 Outcome = WebhookAttempt.Outcome
-
-
-@dataclass
-class Receiver:
-    """What the receiver answers (status, seconds it sleeps first) and what it was sent."""
-
-    url: str
-    status: int = 200
-    sleep: float = 0.0
-    location: str = ""
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append((dict(self.headers.items()), body))
-            time.sleep(state.sleep)
-            self.send_response(state.status)
-            if state.location:
-                self.send_header("Location", state.location)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_port}/hooks/byol?team=it"
-    yield state
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture(autouse=True)
