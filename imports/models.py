@@ -758,6 +758,13 @@ class Approval(models.Model):
         return f"{self.request_id} v{self.version} approved by {self.approver_id}"
 
 
+class DelegationQuerySet(models.QuerySet):
+    def in_force(self) -> "DelegationQuerySet":
+        """Stand-ins not revoked whose days include today (in the portal's time zone)."""
+        today = timezone.localdate()
+        return self.filter(revoked_at__isnull=True, starts_on__lte=today, ends_on__gte=today)
+
+
 class Delegation(models.Model):
     """An approver's stand-in for a range of days: meanwhile the stand-in (an approver too) also
     decides the requests the approver may decide, each decision recorded as "by the stand-in
@@ -771,6 +778,8 @@ class Delegation(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
+    objects = DelegationQuerySet.as_manager()
+
     class Meta:
         ordering = ["-starts_on", "-id"]
         indexes = [models.Index(fields=["stand_in", "ends_on"], name="delegation_stand_in")]
@@ -781,9 +790,6 @@ class Delegation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stand_in_id} for {self.approver_id}, {self.starts_on} to {self.ends_on}"
-
-    def active_on(self, day: Any) -> bool:
-        return self.revoked_at is None and self.starts_on <= day <= self.ends_on
 
 
 class WebhookEvent(models.TextChoices):

@@ -91,10 +91,7 @@ def decidable_targets(user: AbstractBaseUser) -> list[int]:
     for. One query over the targets, kept on the user object for the rest of the request."""
     cached = getattr(user, "_decidable_targets", None)
     if cached is None:
-        today = timezone.localdate()
-        stood_in_for = Delegation.objects.filter(
-            stand_in=user, revoked_at__isnull=True, starts_on__lte=today, ends_on__gte=today
-        ).values("approver_id")
+        stood_in_for = Delegation.objects.in_force().filter(stand_in=user).values("approver_id")
         policy_groups = AwsTarget.approver_groups.through.objects.filter(awstarget=OuterRef("pk"))
         theirs = policy_groups.filter(Q(group__user=user) | Q(group__user__in=stood_in_for))
         decidable = AwsTarget.objects.filter(~Exists(policy_groups) | Exists(theirs))
@@ -308,10 +305,7 @@ def approvers_for(request: ImportRequest) -> QuerySet[AbstractBaseUser]:
     approvers = get_user_model().objects.filter(groups__name=roles.APPROVERS, is_active=True)
     groups = AwsTarget.approver_groups.through.objects.filter(awstarget_id=request.target_id).values("group_id")
     named = approvers.filter(groups__in=groups)
-    today = timezone.localdate()
-    stand_ins = Delegation.objects.filter(
-        approver__in=named, revoked_at__isnull=True, starts_on__lte=today, ends_on__gte=today
-    ).values("stand_in_id")
+    stand_ins = Delegation.objects.in_force().filter(approver__in=named).values("stand_in_id")
     deciders = Q(pk__in=named.values("pk")) | Q(pk__in=stand_ins) | ~Exists(groups)
     return approvers.filter(deciders).exclude(pk=request.requester_id).distinct().order_by("pk")
 

@@ -227,10 +227,7 @@ def standing_in_for(user: AbstractBaseUser) -> list[AbstractBaseUser]:
     today, from approvers still active in Approvers. Read once per user object."""
     cached = getattr(user, "_standing_in_for", None)
     if cached is None:
-        today = timezone.localdate()
-        current = Delegation.objects.filter(
-            stand_in_id=user.pk, revoked_at__isnull=True, starts_on__lte=today, ends_on__gte=today
-        ).select_related("approver")
+        current = Delegation.objects.in_force().filter(stand_in_id=user.pk).select_related("approver")
         cached = [d.approver for d in current if d.approver.is_active and roles.has_role(d.approver, roles.APPROVERS)]
         user._standing_in_for = cached
     return cached
