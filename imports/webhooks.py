@@ -4,9 +4,10 @@ After the change has committed, `announce` writes one delivery per subscription 
 event and whose target or owner may see the request (rows, so nothing is lost if the broker is
 down), and queues them; a worker posts each (`deliver`) with a short timeout, signed, and on a
 timeout, a connection error, 408, 429 or 5xx tries again with backoff and jitter for
-PORTAL_WEBHOOK_RETRY_HOURS; any other answer but 2xx (a redirect included: never followed)
-stops it. Every attempt is logged (WebhookAttempt). Nothing here runs inside the workflow's
-transaction, and no click waits for a receiver.
+PORTAL_WEBHOOK_RETRY_HOURS, but not before the time a 429 or 503 asks in Retry-After (waiting
+at most PORTAL_WEBHOOK_RETRY_MAX_SECONDS for it); any other answer but 2xx (a redirect included:
+never followed) stops it. Every attempt is logged (WebhookAttempt). Nothing here runs inside the
+workflow's transaction, and no click waits for a receiver.
 
 Signature (every kind; Slack and Teams ignore it): X-Portal-Signature: t=<unix>,v1=<hex>, the
 hex HMAC-SHA256 of "<t>.<body>" under the subscription's secret (`verify_signature`).
@@ -17,12 +18,15 @@ import hmac
 import http.client
 import json
 import logging
+import math
+import re
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,6 +56,8 @@ EVENT_ID_HEADER = "X-Portal-Event-Id"
 # A receiver should refuse a signature older than this (a replayed delivery).
 SIGNATURE_TOLERANCE_SECONDS = 300
 RETRY_STATUSES = frozenset({408, 429})
+# The answers whose Retry-After says when to come back (RFC 9110 §15.6.4, RFC 6585 §4).
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 # How long a claimed attempt holds its delivery before the sweeper may send it again (a worker
 # that died mid-attempt): longer than any attempt can take.
 CLAIM_SECONDS = 120
@@ -236,9 +242,29 @@ def _deliveries_for(request: ImportRequest, event: RequestEvent, name: str) -> l
 
 @dataclass(frozen=True)
 class Answer:
+    """What a receiver answered; `retry_after` is the seconds a 429 or 503 asked the sender to
+    wait (Retry-After), or None when it asked nothing usable."""
+
     status: int | None = None
     error: str = ""
     location: str = ""
+    retry_after: int | None = None
+
+
+def retry_after_seconds(value: str | None, *, now: float) -> int | None:
+    """The seconds a Retry-After header asks to wait from `now` (a Unix time): delta-seconds or
+    an HTTP-date. None when it is missing, malformed or in the past.
+    https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3"""
+    value = (value or "").strip()
+    if re.fullmatch(r"[0-9]+", value):
+        return int(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    # An HTTP-date is always GMT; a date with "-0000" comes back naive and means UTC too.
+    seconds = math.ceil(when.replace(tzinfo=when.tzinfo or UTC).timestamp() - now)
+    return seconds if seconds >= 0 else None
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -281,7 +307,12 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> A
         connection.request("POST", f"{path}?{parts.query}" if parts.query else path, body=body, headers=headers)
         response = connection.getresponse()
         response.read(4096)
-        return Answer(status=response.status, location=response.getheader("Location") or "")
+        asked = response.getheader("Retry-After") if response.status in RETRY_AFTER_STATUSES else None
+        return Answer(
+            status=response.status,
+            location=response.getheader("Location") or "",
+            retry_after=retry_after_seconds(asked, now=time.time()),
+        )
     except (OSError, http.client.HTTPException) as exc:
         return Answer(error=f"{type(exc).__name__}: {exc}"[:500])
     finally:
@@ -337,15 +368,23 @@ def _outcome_of(answer: Answer) -> str:
     return Outcome.DELIVERED if 200 <= answer.status < 300 else Outcome.STOPPED
 
 
+def _next_attempt_at(delivery: WebhookDelivery, *, started: datetime, answer: Answer, duration_ms: int) -> datetime:
+    """The backoff's time, or the time the receiver asked for (Retry-After) if that is later.
+    What it asks is counted from its answer and waited for at most the longest backoff, so
+    that a receiver cannot park a delivery for longer."""
+    cap = settings.PORTAL_WEBHOOK_RETRY_MAX_SECONDS
+    delay = backoff(delivery.attempts, base=settings.PORTAL_WEBHOOK_RETRY_BASE_SECONDS, cap=cap)
+    next_at = started + timedelta(seconds=delay)
+    if answer.retry_after is None:
+        return next_at
+    asked_at = started + timedelta(milliseconds=duration_ms, seconds=min(answer.retry_after, cap))
+    return max(next_at, asked_at)
+
+
 def _settle(delivery: WebhookDelivery, *, started: datetime, answer: Answer, duration_ms: int, outcome: str) -> str:
     next_at = None
     if outcome == Outcome.RETRY:
-        delay = backoff(
-            delivery.attempts,
-            base=settings.PORTAL_WEBHOOK_RETRY_BASE_SECONDS,
-            cap=settings.PORTAL_WEBHOOK_RETRY_MAX_SECONDS,
-        )
-        next_at = started + timedelta(seconds=delay)
+        next_at = _next_attempt_at(delivery, started=started, answer=answer, duration_ms=duration_ms)
         if next_at > delivery.created_at + timedelta(hours=settings.PORTAL_WEBHOOK_RETRY_HOURS):
             outcome, next_at = Outcome.FAILED, None
     error = answer.error or (MSG_REDIRECT.format(location=answer.location) if 300 <= (answer.status or 0) < 400 else "")
@@ -367,13 +406,14 @@ def _settle(delivery: WebhookDelivery, *, started: datetime, answer: Answer, dur
             finished_at=None if outcome == Outcome.RETRY else started,
         )
     logger.info(
-        "webhook delivery %s (%s to subscription %s), attempt %s: %s %s",
+        "webhook delivery %s (%s to subscription %s), attempt %s: %s %s%s",
         delivery.pk,
         delivery.event_name,
         delivery.subscription_id,
         delivery.attempts,
         outcome,
         answer.status or error,
+        "" if answer.retry_after is None else f", Retry-After asked {answer.retry_after} s",
     )
     return outcome
 

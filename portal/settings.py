@@ -447,8 +447,9 @@ PORTAL_ENDPOINT_HOSTS = env_list("PORTAL_ENDPOINT_HOSTS", "127.0.0.1,localhost" 
 # loopback and link-local ones only where allowed: development, where receivers run locally);
 # PORTAL_WEBHOOK_HOSTS, when set, is the only hosts (or .domains) they may name. Each attempt
 # waits at most PORTAL_WEBHOOK_TIMEOUT_SECONDS; a delivery is retried with backoff (from
-# PORTAL_WEBHOOK_RETRY_BASE_SECONDS up to PORTAL_WEBHOOK_RETRY_MAX_SECONDS between attempts)
-# for PORTAL_WEBHOOK_RETRY_HOURS, beat sending what is due every PORTAL_WEBHOOK_SWEEP_SECONDS.
+# PORTAL_WEBHOOK_RETRY_BASE_SECONDS up to PORTAL_WEBHOOK_RETRY_MAX_SECONDS between attempts, or
+# as long as a 429 or 503 asks in Retry-After, up to the same maximum) for
+# PORTAL_WEBHOOK_RETRY_HOURS, beat sending what is due every PORTAL_WEBHOOK_SWEEP_SECONDS.
 PORTAL_WEBHOOK_HOSTS = env_list("PORTAL_WEBHOOK_HOSTS", "")
 PORTAL_WEBHOOK_ALLOW_PRIVATE = env_bool("PORTAL_WEBHOOK_ALLOW_PRIVATE", DEBUG)
 PORTAL_WEBHOOK_TIMEOUT_SECONDS = env_int("PORTAL_WEBHOOK_TIMEOUT_SECONDS", 5)

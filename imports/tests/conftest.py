@@ -215,12 +215,13 @@ def sandbox_aws(
 
 @dataclass
 class Receiver:
-    """What the receiver answers (status, seconds it sleeps first) and what it was sent."""
+    """What the receiver answers (status, headers, seconds it sleeps first) and what it was sent."""
 
     url: str
     status: int = 200
     sleep: float = 0.0
     location: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
 
 
@@ -236,6 +237,8 @@ def receiver() -> Iterator[Receiver]:
             self.send_response(state.status)
             if state.location:
                 self.send_header("Location", state.location)
+            for name, value in state.headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Length", "0")
             self.end_headers()
 

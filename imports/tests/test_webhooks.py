@@ -9,13 +9,15 @@ import itertools
 import json
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 
 from imports import endpoints, webhooks, workflow
@@ -311,6 +313,138 @@ def test_a_passing_refusal_is_tried_again(
     assert webhooks.deliver(only_delivery().pk) == Outcome.RETRY
 
     assert only_delivery().outcome == "pending"
+
+
+# --- Retry-After -------------------------------------------------------------------------------
+
+
+def answered_with(receiver: Receiver, requester: Any, submitted: ImportRequest, status: int, retry_after: str):
+    """One attempt at a delivery whose receiver answers `status` with this Retry-After."""
+    receiver.status = status
+    receiver.headers = {"Retry-After": retry_after}
+    subscribe(receiver.url, owner=requester)
+    announce_submitted(submitted)
+    outcome = webhooks.deliver(only_delivery().pk)
+    delivery = only_delivery()
+    return outcome, delivery, delivery.log.get()
+
+
+def asked_from_the_answer(attempt: WebhookAttempt, seconds: int) -> Any:
+    return attempt.started_at + timedelta(milliseconds=attempt.duration_ms, seconds=seconds)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_receiver_that_asks_to_wait_is_not_sent_to_again_before_it_asked(
+    receiver: Receiver,
+    requester: Any,
+    submitted: ImportRequest,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+) -> None:
+    caplog.set_level("INFO", logger="imports.webhooks")
+
+    outcome, delivery, attempt = answered_with(receiver, requester, submitted, status, "600")
+
+    assert outcome == Outcome.RETRY
+    # The backoff alone would wait 15-30 s after a first attempt.
+    assert attempt.next_attempt_at == asked_from_the_answer(attempt, 600)
+    assert (delivery.outcome, delivery.next_attempt_at) == ("pending", attempt.next_attempt_at)
+    assert f"attempt 1: retry {status}, Retry-After asked 600 s" in caplog.text
+
+
+def test_a_retry_after_date_is_waited_for(receiver: Receiver, requester: Any, submitted: ImportRequest) -> None:
+    asked_at = (timezone.now() + timedelta(minutes=15)).replace(microsecond=0)
+
+    outcome, delivery, _ = answered_with(receiver, requester, submitted, 429, format_datetime(asked_at, usegmt=True))
+
+    assert outcome == Outcome.RETRY
+    # Rounded up to the next whole second from the moment the answer came.
+    assert asked_at <= delivery.next_attempt_at <= asked_at + timedelta(seconds=2)
+
+
+def test_a_receiver_cannot_park_a_delivery_for_longer_than_the_longest_backoff(
+    receiver: Receiver, settings: Any, requester: Any, submitted: ImportRequest
+) -> None:
+    settings.PORTAL_WEBHOOK_RETRY_MAX_SECONDS = 1800
+
+    outcome, delivery, attempt = answered_with(receiver, requester, submitted, 503, "86400")
+
+    assert outcome == Outcome.RETRY
+    assert delivery.next_attempt_at == asked_from_the_answer(attempt, 1800)
+
+
+def test_a_wait_asked_past_the_retry_hours_gives_the_delivery_up(
+    receiver: Receiver, settings: Any, requester: Any, submitted: ImportRequest
+) -> None:
+    receiver.status = 429
+    receiver.headers = {"Retry-After": "1200"}
+    subscribe(receiver.url, owner=requester)
+    announce_submitted(submitted)
+    WebhookDelivery.objects.update(
+        created_at=timezone.now() - timedelta(hours=settings.PORTAL_WEBHOOK_RETRY_HOURS, minutes=-10)
+    )
+
+    assert webhooks.deliver(only_delivery().pk) == Outcome.FAILED
+
+    delivery = only_delivery()
+    assert (delivery.outcome, delivery.next_attempt_at) == ("failed", None)
+    assert delivery.log.get().status_code == 429
+
+
+@pytest.mark.parametrize("retry_after", ["soon", "-5", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_a_malformed_negative_or_past_retry_after_leaves_the_backoff(
+    receiver: Receiver, requester: Any, submitted: ImportRequest, retry_after: str
+) -> None:
+    outcome, delivery, attempt = answered_with(receiver, requester, submitted, 429, retry_after)
+
+    assert outcome == Outcome.RETRY
+    assert timedelta(seconds=15) <= delivery.next_attempt_at - attempt.started_at <= timedelta(seconds=30)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "seconds"),
+    [
+        (429, "600", 600),
+        (503, "0", 0),
+        (429, "soon", None),
+        (429, "-5", None),
+        (503, "", None),
+        # Only a 429 or a 503 says when to come back.
+        (500, "600", None),
+        (408, "600", None),
+    ],
+)
+def test_post_reads_the_wait_a_429_or_503_asks_for(
+    receiver: Receiver, status: int, retry_after: str, seconds: int | None
+) -> None:
+    receiver.status = status
+    receiver.headers = {"Retry-After": retry_after}
+
+    answer = webhooks.post(receiver.url, b"{}", {}, timeout=1)
+
+    assert answer == webhooks.Answer(status=status, retry_after=seconds)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120),
+        (" 120 ", 120),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", 91),
+        # RFC 850 and asctime dates, which a recipient must still accept (RFC 9110 §5.6.7).
+        ("Wednesday, 21-Oct-26 07:28:00 GMT", 91),
+        ("Wed Oct 21 07:28:00 2026", 91),
+        ("Wed, 21 Oct 2026 07:28:00 -0000", 91),
+        ("Wed, 21 Oct 2026 07:26:00 GMT", None),
+        ("12e3", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_delta_seconds_or_an_http_date(value: str | None, seconds: int | None) -> None:
+    now = datetime(2026, 10, 21, 7, 26, 29, 500000, tzinfo=UTC).timestamp()
+
+    assert webhooks.retry_after_seconds(value, now=now) == seconds
 
 
 def test_beat_sends_only_what_is_due(
