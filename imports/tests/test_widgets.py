@@ -86,3 +86,69 @@ def test_timestamp_in_a_template_shows_the_time_in_the_portals_time_zone() -> No
         ours, djangos = page.render(Context({"at": datetime(2026, 7, 1, 22, 30, tzinfo=UTC)})).split("|")
 
     assert ours == djangos == "2026-07-02 00:30:00 2026-07-02T00:30:00+02:00"
+
+
+# What templates/imports/_request_table.html wrote for each row before request_rows wrote them
+# (its blank line where the requester column is left out aside).
+ROW_TEMPLATE = (
+    "{% load timestamps %}{% for r in requests %}\n"
+    "    <tr>\n"
+    '      <td><a class="text-nowrap" href="{% url \'request_detail\' r.pk %}">{{ r.reference }}</a>\n'
+    '        <div class="d-sm-none small text-break">{{ r.image_name }}'
+    "{% if show_requester %} · {{ r.requester.get_username }}{% endif %}</div></td>\n"
+    '      <td class="text-break d-none d-sm-table-cell">{{ r.image_name }}</td>\n'
+    '      <td class="d-none d-sm-table-cell">{{ r.target.name }}</td>\n'
+    '      {% if show_requester %}<td class="d-none d-sm-table-cell">{{ r.requester.get_username }}</td>\n'
+    "      {% endif %}"
+    '<td><span class="badge state-badge state-{{ r.state }}">{{ r.get_state_display }}</span>'
+    '{% if r.rollout %} <span class="badge rollout-badge rollout-{{ r.rollout }}">{{ r.get_rollout_display }}</span>'
+    "{% endif %}"
+    '{% if r.state == "importing" and r.import_progress is not None %} <span class="small text-nowrap">'
+    "{{ r.stage_label }}, {{ r.import_progress }}%</span>{% endif %}</td>\n"
+    '      <td class="d-none d-sm-table-cell"><time datetime="{{ r.created_at|timestamp:\'c\' }}">'
+    '{{ r.created_at|timestamp:"Y-m-d H:i" }}</time></td>\n'
+    "    </tr>{% endfor %}"
+)
+
+
+def listed_requests() -> list[Any]:
+    from django.contrib.auth.models import User
+
+    from imports.models import AwsTarget, ImportRequest
+
+    target = AwsTarget(pk=3, name='Prod <"eu"> & co')
+    rows = [
+        dict(pk=7, state="submitted", image_name="win11-<b>finance</b>", requester="anna&<x>"),
+        dict(pk=123456, state="importing", import_stage="VALIDATING", import_progress=40, requester="bert"),
+        dict(pk=42, state="importing", import_stage="", import_progress=None, requester="carl"),
+        dict(pk=9, state="available", rollout="incomplete", requester="dora"),
+        dict(pk=10, state="failed", rollout="running", image_name="a'b\"c", requester="eve"),
+    ]
+    made = []
+    for i, row in enumerate(rows):
+        requester = User(pk=100 + i, username=row.pop("requester"))
+        row.setdefault("image_name", f"win10-image-{i}")
+        made.append(
+            ImportRequest(
+                target=target, requester=requester, created_at=datetime(2026, 3, 29, 0, 30 + i, 5, tzinfo=UTC), **row
+            )
+        )
+    return made
+
+
+@pytest.mark.parametrize("show_requester", [True, False])
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin"])
+def test_request_rows_write_what_the_tables_template_wrote(show_requester: bool, zone: str) -> None:
+    from imports.templatetags.request_table import request_rows
+
+    requests = listed_requests()
+    with override_settings(TIME_ZONE=zone), timezone.override(zone):
+        expected = Template(ROW_TEMPLATE).render(Context({"requests": requests, "show_requester": show_requester}))
+        written = request_rows(requests, show_requester)
+
+    assert written == expected
+    assert "&lt;b&gt;finance&lt;/b&gt;" in written
+    assert "<b>" not in written
+    assert ("anna&amp;&lt;x&gt;" in written) is show_requester
+    assert '<span class="small text-nowrap">' in written
+    assert "/requests/123456/" in written
