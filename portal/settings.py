@@ -8,6 +8,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -79,6 +80,30 @@ def env_int(name: str, default: int) -> int:
         return int(value) if value else default
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from exc
+
+
+def env_cache(name: str) -> dict[str, Any]:
+    """The default cache from NAME: empty for each process's own memory (the embedded set-up),
+    or a redis:// or rediss:// URL for one cache every process shares. A Redis that is down or
+    unreachable fails a cache call within a second or two instead of holding up the page.
+    https://docs.djangoproject.com/en/5.2/topics/cache/#redis"""
+    url = os.environ.get(name, "").strip()
+    if not url:
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if not url.startswith(("redis://", "rediss://")):
+        # The message does not repeat the URL: it may hold Redis's password.
+        raise ImproperlyConfigured(
+            f"{name} must be empty (each process caches in its own memory) or a redis:// or rediss:// URL "
+            "such as redis://:password@127.0.0.1:6379/1."
+        )
+    return {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "portal",
+        # Passed to redis-py's connection pool.
+        # https://redis.readthedocs.io/en/stable/connections.html#connectionpool
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
 
 
 def env_secret(name: str) -> str:
@@ -196,6 +221,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The API's throttles and the dashboard's charts live in the cache: set PORTAL_CACHE_URL to a
+# Redis wherever more than one process serves pages (gunicorn's workers), so that they count and
+# compute once for all; without it each process keeps its own.
+# https://docs.djangoproject.com/en/5.2/topics/cache/
+CACHES = {"default": env_cache("PORTAL_CACHE_URL")}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -307,7 +338,8 @@ if PORTAL_OIDC_ENABLED:
 # The REST API under /api/v1/ (imports/api/): JSON only, a token in `Authorization: Bearer ...`
 # on every call (no session, so no CSRF to forget), the caller's own permissions checked as the
 # pages check them, errors in one JSON shape (imports.api.errors), and throttled per user (and per
-# address before a token is known) in the process's cache.
+# address before a token is known), counted in the cache: across all processes with
+# PORTAL_CACHE_URL set, else in each process apart.
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["imports.api.auth.TokenAuthentication"],

@@ -3,12 +3,14 @@
 Tests run on SQLite by default and on PostgreSQL when DATABASE_URL points at one.
 """
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -23,6 +25,8 @@ from imports.ratelimit import DatabaseTokenBucket
 from sandbox import SandboxHandle, control_sandbox, start_sandbox
 
 PASSWORD = "correct-horse-battery"
+# The local Redis that the tests needing one use, each in a database of its own.
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
 @pytest.fixture(autouse=True)
@@ -253,3 +257,27 @@ def receiver() -> Iterator[Receiver]:
     yield state
     server.shutdown()
     server.server_close()
+
+
+# --- services on this machine ------------------------------------------------------------------
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip where a service is missing, but fail in CI (CI=true), which starts every service
+    these tests need: there a skip would hide that they did not run."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI should have provided this: {reason}")
+    pytest.skip(reason)
+
+
+def require_redis() -> None:
+    """Go on only where Redis answers PING at REDIS_HOST:REDIS_PORT."""
+    # A plain socket: redis-py would retry a refused connection with backoff for seconds.
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=1) as probe:
+            probe.sendall(b"PING\r\n")
+            answer = probe.recv(64)
+    except OSError as error:
+        answer = str(error).encode()
+    if not answer.startswith(b"+PONG"):
+        unavailable(f"needs Redis answering PING at {REDIS_HOST}:{REDIS_PORT} (got {answer!r})")

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import quote
 
 import boto3
@@ -42,7 +42,16 @@ from django.db import connection
 from imports import dispatch, roles, webhooks, workflow
 from imports.dispatch import publish as REAL_PUBLISH  # captured before the autouse fixture fakes it
 from imports.models import AwsTarget, ImportRequest, RolloutStep, WebhookDelivery, WebhookSubscription
-from imports.tests.conftest import Receiver, make_user, pass_preflight, request_fields
+from imports.tests.conftest import (
+    REDIS_HOST,
+    REDIS_PORT,
+    Receiver,
+    make_user,
+    pass_preflight,
+    request_fields,
+    require_redis,
+    unavailable,
+)
 from portal.celery import app as celery_app
 from sandbox import DEFAULT_REGION, SANDBOX_ACCOUNT_ID, SandboxHandle, control_sandbox, start_sandbox
 
@@ -50,10 +59,9 @@ pytestmark = pytest.mark.postgres
 
 State = ImportRequest.State
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-# Redis databases for these tests: away from 0 (the README's production default) and from 14
-# (bench/approval_latency.py's default). Each test claims an empty one, starting from the next
-# number in turn, and empties it again at the end.
+# Redis databases for these tests: away from 0 (the README's production default), from 8
+# (test_settings' shared cache) and from 14 (bench/approval_latency.py's default). Each test
+# claims an empty one, starting from the next number in turn, and empties it again at the end.
 REDIS_DBS = (10, 11, 12, 13)
 _next_redis_db = itertools.count()
 REDIS_OWNER_KEY = "byol-portal:e2e-test-owner"
@@ -79,14 +87,6 @@ QUEUE = "celery"  # Celery's default queue: a Redis list of that name
 # --- what the tests need from the machine ------------------------------------------------------
 
 
-def unavailable(reason: str) -> NoReturn:
-    """Skip where a service is missing, but fail in CI (CI=true), which starts every service
-    these tests need: there a skip would hide that they did not run."""
-    if os.environ.get("CI"):
-        pytest.fail(f"CI should have provided this: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def _postgresql_and_redis() -> None:
     if connection.vendor != "postgresql":
@@ -94,15 +94,7 @@ def _postgresql_and_redis() -> None:
             "needs PostgreSQL: the Celery worker is another process and cannot see SQLite's in-memory "
             "test database; run with DATABASE_URL=postgres://... (.ci/run does)"
         )
-    # A plain socket: redis-py would retry a refused connection with backoff for seconds.
-    try:
-        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=1) as probe:
-            probe.sendall(b"PING\r\n")
-            answer = probe.recv(64)
-    except OSError as error:
-        answer = str(error).encode()
-    if not answer.startswith(b"+PONG"):
-        unavailable(f"needs Redis answering PING at {REDIS_HOST}:{REDIS_PORT} (got {answer!r})")
+    require_redis()
 
 
 @pytest.fixture(scope="module")

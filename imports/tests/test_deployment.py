@@ -453,6 +453,8 @@ def test_compose_has_no_fixed_password_anywhere() -> None:
     for name in ("migrate", "web", "worker", "beat"):
         environment = services[name]["environment"]
         assert environment["CELERY_BROKER_URL"] == f"redis://:{SECRETS['REDIS_PASSWORD']}@redis:6379/0", name
+        # The shared cache: the same Redis with its password, another database than the broker's.
+        assert environment["PORTAL_CACHE_URL"] == f"redis://:{SECRETS['REDIS_PASSWORD']}@redis:6379/1", name
         assert "portal:portal@" not in environment["DATABASE_URL"]
 
 
