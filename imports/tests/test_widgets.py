@@ -152,3 +152,66 @@ def test_request_rows_write_what_the_tables_template_wrote(show_requester: bool,
     assert ("anna&amp;&lt;x&gt;" in written) is show_requester
     assert '<span class="small text-nowrap">' in written
     assert "/requests/123456/" in written
+
+
+# What templates/imports/request_detail.html wrote for each event before event_timeline wrote them.
+EVENT_TEMPLATE = (
+    "{% load timestamps %}{% for event in events %}\n"
+    '        <li class="timeline-event">\n'
+    "          <div><strong>{{ event.actor_name }}</strong>"
+    "{% if event.data.on_behalf_of %} for {{ event.data.on_behalf_of }}{% endif %} · {{ event.action_label }}\n"
+    "            {% if event.from_state != event.to_state %}"
+    '<span class="text-body-secondary small">({{ event.from_state_label|capfirst }} → {{ event.to_state_label }})'
+    "</span>{% endif %}\n"
+    "          </div>\n"
+    '          <div class="small text-body-secondary"><time datetime="{{ event.created_at|timestamp:\'c\' }}">'
+    '{{ event.created_at|timestamp:"Y-m-d H:i:s" }}</time></div>\n'
+    "          {% if event.comment %}"
+    '<blockquote class="mb-1 preserve-lines text-break">{{ event.comment }}</blockquote>{% endif %}\n'
+    '          {% if event.data %}<details><summary class="small">Details</summary>'
+    '<pre class="small bg-body-tertiary p-2"><code>{{ event.data|pprint }}</code></pre></details>{% endif %}\n'
+    "        </li>\n"
+    "        {% endfor %}"
+)
+
+
+def listed_events() -> list[Any]:
+    from django.contrib.auth.models import User
+
+    from imports.models import RequestEvent
+
+    long_data = {"parameters": {f"key{i}": "v" * 20 for i in range(8)}, "note": "<script>x</script>"}
+    rows = [
+        dict(actor_username="anna<&>", action="submit", from_state="", to_state="submitted", data={}),
+        dict(
+            actor_username="bert",
+            action="approve",
+            from_state="submitted",
+            to_state="approved",
+            comment='Fine by me "<b>"\nsecond line',
+            data={"on_behalf_of": "anna<&>", "approvers": ["anna", "bert"]},
+        ),
+        dict(actor_username="", actor=User(pk=5, username="old<user>"), action="retry_import", data=long_data),
+        dict(actor_username="", action="made_up_action", from_state="importing", to_state="importing", data=[1, 2]),
+    ]
+    made = []
+    for i, row in enumerate(rows):
+        row.setdefault("from_state", "importing")
+        row.setdefault("to_state", "importing")
+        made.append(RequestEvent(seq=i + 1, created_at=datetime(2026, 10, 25, 0, 59, 30 + i, tzinfo=UTC), **row))
+    return made
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin"])
+def test_event_timeline_writes_what_the_request_pages_template_wrote(zone: str) -> None:
+    from imports.templatetags.timeline import event_timeline
+
+    events = listed_events()
+    with override_settings(TIME_ZONE=zone), timezone.override(zone):
+        expected = Template(EVENT_TEMPLATE).render(Context({"events": events}))
+        written = event_timeline(events)
+
+    assert written == expected
+    assert "&lt;script&gt;" in written
+    assert " for anna&lt;&amp;&gt; · " in written
+    assert "<strong>old&lt;user&gt;</strong>" in written
