@@ -310,7 +310,7 @@ def offered_amis() -> dict[int, list[aws.Ami]]:
     """Each active target's own Windows AMIs, for the request form to suggest, as a worker last
     listed them: a page never waits on AWS, and a target that hangs or answers garbage offers
     none (the id can be typed). A list older than PORTAL_AMI_CACHE_SECONDS is refreshed in the
-    background, asked for at most once a minute per target and process."""
+    background, asked for at most once a minute per target and cache, and not while its Redis is down."""
     offers = {}
     stale_before = timezone.now() - timedelta(seconds=settings.PORTAL_AMI_CACHE_SECONDS)
     for target in AwsTarget.objects.filter(is_active=True).only("pk", "ami_offers", "ami_offers_at"):

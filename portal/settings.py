@@ -85,7 +85,7 @@ def env_int(name: str, default: int) -> int:
 def env_cache(name: str) -> dict[str, Any]:
     """The default cache from NAME: empty for each process's own memory (the embedded set-up),
     or a redis:// or rediss:// URL for one cache every process shares. A Redis that is down or
-    unreachable fails a cache call within a second or two instead of holding up the page.
+    unreachable does not fail the page: the cache reads as empty and drops writes (portal.cache).
     https://docs.djangoproject.com/en/5.2/topics/cache/#redis"""
     url = os.environ.get(name, "").strip()
     if not url:
@@ -97,7 +97,7 @@ def env_cache(name: str) -> dict[str, Any]:
             "such as redis://:password@127.0.0.1:6379/1."
         )
     return {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "portal.cache.FailSoftRedisCache",
         "LOCATION": url,
         "KEY_PREFIX": "portal",
         # Passed to redis-py's connection pool.
@@ -223,7 +223,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The API's throttles and the dashboard's charts live in the cache: set PORTAL_CACHE_URL to a
 # Redis wherever more than one process serves pages (gunicorn's workers), so that they count and
-# compute once for all; without it each process keeps its own.
+# compute once for all; without it each process keeps its own. A Redis that fails costs the
+# cache, never the page (portal.cache).
 # https://docs.djangoproject.com/en/5.2/topics/cache/
 CACHES = {"default": env_cache("PORTAL_CACHE_URL")}
 
