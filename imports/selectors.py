@@ -91,11 +91,22 @@ def decidable_targets(user: AbstractBaseUser) -> list[int]:
     for. One query over the targets, kept on the user object for the rest of the request."""
     cached = getattr(user, "_decidable_targets", None)
     if cached is None:
-        stood_in_for = Delegation.objects.in_force().filter(stand_in=user).values("approver_id")
-        policy_groups = AwsTarget.approver_groups.through.objects.filter(awstarget=OuterRef("pk"))
-        theirs = policy_groups.filter(Q(group__user=user) | Q(group__user__in=stood_in_for))
-        decidable = AwsTarget.objects.filter(~Exists(policy_groups) | Exists(theirs))
-        cached = user._decidable_targets = list(decidable.values_list("pk", flat=True))
+        # Written as SQL around the stand-ins in force (their rule stays Delegation's): the ORM
+        # took three times as long to build this query as the database to answer it.
+        stood_in_for, params = (
+            Delegation.objects.in_force().filter(stand_in=user).values("approver_id").query.sql_with_params()
+        )
+        targets, policies = AwsTarget._meta.db_table, AwsTarget.approver_groups.through._meta.db_table
+        members = Group.user_set.through._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT t.id FROM {targets} t WHERE NOT EXISTS "  # noqa: S608 -- tables' names, values as parameters
+                f"(SELECT 1 FROM {policies} p WHERE p.awstarget_id = t.id) OR EXISTS "
+                f"(SELECT 1 FROM {policies} p JOIN {members} m ON m.group_id = p.group_id "
+                f"WHERE p.awstarget_id = t.id AND (m.user_id = %s OR m.user_id IN ({stood_in_for})))",
+                [user.pk, *params],
+            )
+            cached = user._decidable_targets = [pk for (pk,) in cursor.fetchall()]
     return cached
 
 
