@@ -61,6 +61,20 @@ def visible_request(user: AbstractBaseUser, pk: int) -> ImportRequest | None:
     return visible_requests(user).annotate(available_image=available_image()).filter(pk=pk).first()
 
 
+# What the request page's status endpoint reports (views.request_status): the page polls it
+# every few seconds while something is under way, so it reads these columns and nothing else.
+STATUS_COLUMNS = (
+    *("state", "version", "next_attempt_at", "import_path", "rollout"),
+    *("import_stage", "import_stage_message", "import_progress", "progress_checked_at"),
+)
+
+
+def request_status(user: AbstractBaseUser, pk: int) -> ImportRequest | None:
+    """One request's STATUS_COLUMNS, or None when it does not exist or `user` may not see it."""
+    found = _seen_by(user, ImportRequest.objects.only(*STATUS_COLUMNS)).filter(pk=pk)[:1]
+    return next(iter(found), None)
+
+
 def available_image() -> Subquery:
     """For an annotation: what AWS said of a request's image when it last became available (its
     latest IMAGE_AVAILABLE event's "image", UpdateAvailable included), None before. One lookup

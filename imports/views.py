@@ -295,7 +295,9 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @require_http_methods(["GET", "HEAD"])
 def request_status(request: HttpRequest, pk: int) -> JsonResponse:
     """What the request page polls while something is under way, to reload when it changes."""
-    import_request = _visible_or_404(request, pk)
+    import_request = selectors.request_status(request.user, pk)
+    if import_request is None:
+        raise Http404("No such request.")
     return JsonResponse(
         {
             "state": import_request.state,
