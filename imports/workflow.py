@@ -517,8 +517,14 @@ def request_changes(*, request_id: int, actor: AbstractBaseUser, expected_versio
     )
 
 
-def cancel_request(*, request_id: int, actor: AbstractBaseUser, comment: str = "") -> ImportRequest:
-    return _transition(request_id=request_id, action=Action.CANCEL, actor=actor, comment=comment)
+def cancel_request(
+    *, request_id: int, actor: AbstractBaseUser, comment: str = "", expected_version: int | None = None
+) -> ImportRequest:
+    """Withdraw a request before its import is sent to AWS; with `expected_version` (the API's),
+    only the version the requester saw."""
+    return _transition(
+        request_id=request_id, action=Action.CANCEL, actor=actor, comment=comment, expected_version=expected_version
+    )
 
 
 # A failure's `next_step` says what can make the next attempt work: a new version of the request
@@ -553,14 +559,18 @@ def _next_attempt(request: ImportRequest) -> dict[str, Any]:
     }
 
 
-def retry_import(*, request_id: int, actor: AbstractBaseUser, comment: str = "") -> ImportRequest:
+def retry_import(
+    *, request_id: int, actor: AbstractBaseUser, comment: str = "", expected_version: int | None = None
+) -> ImportRequest:
     """Send a failed request back to `approved` so the worker imports it again, when what failed
-    was not the request itself (AWS kept failing, the target was fixed, the quota freed)."""
+    was not the request itself (AWS kept failing, the target was fixed, the quota freed); with
+    `expected_version` (the API's), only the version the approver saw."""
     return _transition(
         request_id=request_id,
         action=Action.RETRY,
         actor=actor,
         comment=comment,
+        expected_version=expected_version,
         check=_ensure_retry_can_work,
         changes=_next_attempt,
         data=_request_snapshot,
@@ -590,9 +600,11 @@ def may_request_preflight(user: AbstractBaseUser, request: ImportRequest) -> boo
     return in_time and (may(user, Action.APPROVE, request) or may(user, Action.EDIT, request))
 
 
-def request_preflight_checks(*, request_id: int, actor: AbstractBaseUser) -> ImportRequest:
-    """Run the pre-flight checks again. Changes nothing yet: the results arrive as their own
-    audit event."""
+def request_preflight_checks(
+    *, request_id: int, actor: AbstractBaseUser, expected_version: int | None = None
+) -> ImportRequest:
+    """Run the pre-flight checks again (of `expected_version` only, when it is given). Changes
+    nothing yet: the results arrive as their own audit event."""
     request = ImportRequest.objects.filter(pk=request_id).first()
     if request is None:
         raise NotFound(MSG_NOT_FOUND)
@@ -600,6 +612,8 @@ def request_preflight_checks(*, request_id: int, actor: AbstractBaseUser) -> Imp
         _ensure_may(actor, Action.APPROVE, request)
     if not may_request_preflight(actor, request):
         raise Conflict(_conflict_message(request_id, TRANSITIONS[Action.PREFLIGHT]))
+    if expected_version is not None and request.version != expected_version:
+        raise Conflict(MSG_CHANGED_SINCE_VIEWED)
     dispatch.publish("run_preflight_checks", (request.pk, request.version), request_id=request.pk)
     return request
 

@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 # The request bodies whose every field the API checks: a field they do not name is refused.
-CLOSED_BODIES = ("NewRequestRequest", "DecisionRequest", "TagRequest")
+CLOSED_BODIES = ("NewRequestRequest", "DecisionRequest", "ActionRequest", "RecheckRequest", "TagRequest")
 
 
 def field_for(form_field: forms.Field) -> serializers.Field:

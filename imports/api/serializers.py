@@ -1,4 +1,5 @@
-"""What the API shows of targets, requests and their history, and the decision it takes.
+"""What the API shows of targets, requests and their history, and the bodies of the actions it
+takes on a request (decide, cancel, retry, recheck).
 
 A request is filed through the request form itself (imports.api.views.file_request), not a
 serializer: the pages' rules and messages, exactly."""
@@ -19,6 +20,9 @@ DECISIONS = {
     "reject": Action.REJECT,
     "request_changes": Action.REQUEST_CHANGES,
 }
+# How `actions` names what has an endpoint of its own (/requests/{id}/recheck/); any other action
+# by its value, a decision's as the decision endpoint takes it.
+ACTION_NAMES = {Action.PREFLIGHT: "recheck"}
 
 
 def absolute_url(serializer: serializers.Serializer, name: str, pk: int) -> str:
@@ -92,13 +96,16 @@ class RequestSerializer(RequestSummarySerializer):
     preflight = serializers.JSONField(help_text="The latest pre-flight checks and the version they checked.")
     failure = serializers.JSONField()
     warnings = serializers.ListField(child=serializers.CharField())
-    actions = serializers.SerializerMethodField(help_text="What the caller may do with the request now.")
+    actions = serializers.SerializerMethodField(
+        help_text="What the caller may do with the request now: a decision (approve, reject, request_changes), "
+        "cancel, retry or recheck (each its own endpoint), or edit or revise (on the request's page)."
+    )
 
     def get_history_url(self, request: ImportRequest) -> str:
         return absolute_url(self, "api:request_history", request.pk)
 
     def get_actions(self, request: ImportRequest) -> list[str]:
-        return sorted(action.value for action in self.context["actions"])
+        return sorted(ACTION_NAMES.get(action, action.value) for action in self.context["actions"])
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -109,27 +116,54 @@ class EventSerializer(serializers.ModelSerializer):
         fields = ["seq", "created_at", "actor", "action", "from_state", "to_state", "comment", "data"]
 
 
-class DecisionSerializer(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=list(DECISIONS))
-    expected_version = serializers.IntegerField(
-        min_value=1,
-        max_value=2**31 - 1,
-        help_text="The request's version the decision was made on: a request changed since is not decided.",
-    )
-    comment = serializers.CharField(
+def version_field(help_text: str) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=1, max_value=2**31 - 1, help_text=help_text)
+
+
+def comment_field(help_text: str) -> serializers.CharField:
+    return serializers.CharField(
         required=False,
         allow_blank=True,
         default="",
         max_length=2000,
         error_messages={"max_length": MSG_COMMENT_TOO_LONG},
-        help_text="Required to reject or request changes: it tells the requester why.",
+        help_text=help_text,
     )
+
+
+class ClosedSerializer(serializers.Serializer):
+    """A field the body does not name is refused, not ignored."""
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         unknown = unknown_fields(data, self.fields)
         if unknown:
             raise serializers.ValidationError(unknown)
         return super().to_internal_value(data)
+
+
+class DecisionSerializer(ClosedSerializer):
+    decision = serializers.ChoiceField(choices=list(DECISIONS))
+    expected_version = version_field(
+        "The request's version the decision was made on: a request changed since is not decided."
+    )
+    comment = comment_field("Required to reject or request changes: it tells the requester why.")
+
+
+class ActionSerializer(ClosedSerializer):
+    """Cancel or retry, as the request page's button: the version the caller saw, and a comment for
+    the history. A field the body does not name is refused, not ignored."""
+
+    expected_version = version_field(
+        "The request's version the caller saw (its `version`): a request changed since is left as it is."
+    )
+    comment = comment_field("Optional: it goes into the request's history with the event.")
+
+
+class RecheckSerializer(ClosedSerializer):
+    """Run the pre-flight checks again: the version the caller saw. The checks record no comment, so
+    a comment is refused rather than lost, as is any field the body does not name."""
+
+    expected_version = version_field("The request's version the caller saw: the checks run again on that version only.")
 
 
 def unknown_fields(data: Any, known: Iterable[str]) -> dict[str, list[str]]:

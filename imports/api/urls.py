@@ -29,6 +29,9 @@ urlpatterns = [
     path("requests/<str:pk>/", views.RequestDetail.as_view(), name="request_detail"),
     path("requests/<str:pk>/history/", views.RequestHistory.as_view(), name="request_history"),
     path("requests/<str:pk>/decision/", views.RequestDecision.as_view(), name="request_decision"),
+    path("requests/<str:pk>/cancel/", views.RequestCancel.as_view(), name="request_cancel"),
+    path("requests/<str:pk>/retry/", views.RequestRetry.as_view(), name="request_retry"),
+    path("requests/<str:pk>/recheck/", views.RequestRecheck.as_view(), name="request_recheck"),
     # The document, for a token (a client generator) or a signed-in person (the docs page); GET
     # only. JSON unless YAML is asked for (?format=yaml), so that its errors are JSON too.
     path(

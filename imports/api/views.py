@@ -8,7 +8,7 @@ from django import forms
 from django.http import QueryDict
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
@@ -20,8 +20,10 @@ from imports.api.errors import InvalidInput
 from imports.api.schema import errors, serializer_of_form
 from imports.api.serializers import (
     DECISIONS,
+    ActionSerializer,
     DecisionSerializer,
     EventSerializer,
+    RecheckSerializer,
     RequestSerializer,
     RequestSummarySerializer,
     TagSerializer,
@@ -91,6 +93,9 @@ def page_link(request: Request, **cursor: str | None) -> str | None:
 
 def detail_response(request: Request, import_request: ImportRequest, status_code: int = 200) -> Response:
     actions = workflow.available_actions(request.user, import_request)
+    # The page offers the checks apart from the buttons of available_actions, and so does this.
+    if workflow.may_request_preflight(request.user, import_request):
+        actions.append(Action.PREFLIGHT)
     body = RequestSerializer(import_request, context={"actions": actions, "request": request}).data
     return Response(body, status=status_code)
 
@@ -298,26 +303,98 @@ class RequestHistory(APIView):
         )
 
 
-class RequestDecision(APIView):
-    @extend_schema(
-        operation_id="decide_request",
-        parameters=[ID],
-        summary="Decide a request (approvers)",
-        description="Approve, reject or send back for changes the version named by `expected_version`. "
-        "A request changed since, or decided by someone else first, is a 409 and nothing changes. Under a "
-        "target's quorum an approval is recorded until enough approvers approved the same version.",
-        request=DecisionSerializer,
-        responses={200: RequestSerializer, **errors(400, 403, 404, 409)},
-    )
+class RequestAction(APIView):
+    """One of the request page's buttons, taken on the version the caller names: the body checked
+    by `body`, the workflow verb (which checks who may, the state and the version, as it does for
+    the page), the request's detail back; a refusal is the workflow's message in the error shape."""
+
+    body: type[serializers.Serializer]
+
+    def take(self, request: Request, import_request: ImportRequest, fields: dict[str, Any]) -> None:
+        raise NotImplementedError
+
     def post(self, request: Request, pk: str) -> Response:
         import_request = visible_request_or_404(request, pk)
-        decision = DecisionSerializer(data=request.data)
-        decision.is_valid(raise_exception=True)
-        verb = VERBS[DECISIONS[decision.validated_data["decision"]]]
-        verb(
+        body = self.body(data=request.data)
+        body.is_valid(raise_exception=True)
+        self.take(request, import_request, body.validated_data)
+        return detail_response(request, selectors.visible_request(request.user, import_request.pk))
+
+
+def action_schema(operation_id: str, summary: str, description: str, body: type) -> Any:
+    """The document's entry for one RequestAction: its body, the request back, the workflow's refusals."""
+    return extend_schema_view(
+        post=extend_schema(
+            operation_id=operation_id,
+            parameters=[ID],
+            summary=summary,
+            description=description,
+            request=body,
+            responses={200: RequestSerializer, **errors(400, 403, 404, 409)},
+        )
+    )
+
+
+@action_schema(
+    "decide_request",
+    "Decide a request (approvers)",
+    "Approve, reject or send back for changes the version named by `expected_version`. "
+    "A request changed since, or decided by someone else first, is a 409 and nothing changes. Under a "
+    "target's quorum an approval is recorded until enough approvers approved the same version.",
+    DecisionSerializer,
+)
+class RequestDecision(RequestAction):
+    body = DecisionSerializer
+
+    def take(self, request: Request, import_request: ImportRequest, fields: dict[str, Any]) -> None:
+        VERBS[DECISIONS[fields["decision"]]](
             request_id=import_request.pk,
             actor=request.user,
-            expected_version=decision.validated_data["expected_version"],
-            comment=decision.validated_data["comment"],
+            expected_version=fields["expected_version"],
+            comment=fields["comment"],
         )
-        return detail_response(request, selectors.visible_request(request.user, import_request.pk))
+
+
+@action_schema(
+    "cancel_request",
+    "Cancel a request (its requester)",
+    "Withdraw the version named by `expected_version`, while it is submitted, sent back for changes or "
+    "approved but not yet sent to AWS. A request changed since, or in another state, is a 409 and nothing "
+    "changes.",
+    ActionSerializer,
+)
+class RequestCancel(RequestAction):
+    body = ActionSerializer
+
+    def take(self, request: Request, import_request: ImportRequest, fields: dict[str, Any]) -> None:
+        workflow.cancel_request(request_id=import_request.pk, actor=request.user, **fields)
+
+
+@action_schema(
+    "retry_request",
+    "Retry a failed import (approvers)",
+    "Approve the failed version named by `expected_version` again, so that it is imported again, when what "
+    "failed was not the request itself (AWS kept failing, the target was fixed). A failure only a new "
+    "version can fix, a request changed since or not failed is a 409 and nothing changes.",
+    ActionSerializer,
+)
+class RequestRetry(RequestAction):
+    body = ActionSerializer
+
+    def take(self, request: Request, import_request: ImportRequest, fields: dict[str, Any]) -> None:
+        workflow.retry_import(request_id=import_request.pk, actor=request.user, **fields)
+
+
+@action_schema(
+    "recheck_request",
+    "Run the pre-flight checks again (the requester and approvers)",
+    "Queue the pre-flight checks of the version named by `expected_version` again, while the request waits "
+    "for its decision or import; their results arrive later as a `preflight` event in its history. A request "
+    "changed since, or in another state, is a 409 and nothing is queued.",
+    RecheckSerializer,
+)
+class RequestRecheck(RequestAction):
+    body = RecheckSerializer
+
+    def take(self, request: Request, import_request: ImportRequest, fields: dict[str, Any]) -> None:
+        workflow.request_preflight_checks(request_id=import_request.pk, actor=request.user, **fields)

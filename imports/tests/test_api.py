@@ -37,8 +37,8 @@ from schemathesis.specs.openapi.checks import (
 from imports import roles, rules, workflow
 from imports.api import errors, tokens, views
 from imports.api.models import ApiToken
-from imports.api.serializers import MSG_UNKNOWN_FIELD
-from imports.forms import MSG_NAME_IN_USE
+from imports.api.serializers import DECISIONS, MSG_UNKNOWN_FIELD
+from imports.forms import MSG_COMMENT_TOO_LONG, MSG_NAME_IN_USE
 from imports.models import AwsTarget, EventAction, ImportRequest
 from imports.tests.conftest import pass_preflight, request_fields
 
@@ -425,8 +425,25 @@ def test_a_request_reads_with_its_parameters_version_and_what_the_caller_may_do(
     assert own["ec2_image_id"] == "ami-0123456789abcdef0"
     assert own["tags"] == [{"key": "CostCenter", "value": "4711"}]
     assert own["history_url"] == f"http://testserver{API}/requests/{request.pk}/history/"
-    assert own["actions"] == ["cancel", "edit"]
-    assert decider["actions"] == ["approve", "reject", "request_changes"]
+    assert own["actions"] == ["cancel", "edit", "recheck"]
+    assert decider["actions"] == ["approve", "recheck", "reject", "request_changes"]
+
+
+def test_each_action_a_request_offers_is_a_decision_an_endpoint_or_the_pages_edit_form(
+    requester: Any, approver: Any, make_request: Callable[..., ImportRequest]
+) -> None:
+    submitted = make_request()
+    retryable = failed(make_request(), approver)
+    offered = {
+        name
+        for user in (requester, approver)
+        for request in (submitted, retryable)
+        for name in api_as(user).get(f"{API}/requests/{request.pk}/").json()["actions"]
+    }
+
+    assert offered == {*DECISIONS, "cancel", "retry", "recheck", "edit", "revise"}
+    for name in offered - set(DECISIONS) - {"edit", "revise"}:
+        assert reverse(f"api:request_{name}", args=[submitted.pk]) == f"{API}/requests/{submitted.pk}/{name}/"
 
 
 def test_someone_elses_request_is_a_404_to_a_requester_as_on_the_pages(
@@ -716,6 +733,303 @@ def test_a_malformed_decision_names_its_field(
     assert request.state == ImportRequest.State.SUBMITTED
 
 
+# --- cancelling, retrying, running the checks again ------------------------------------------
+
+
+def act(user: Any, request: ImportRequest, action: str, **body: Any) -> Any:
+    """The API's form of the request page's button `action`, on the version the caller saw."""
+    return api_as(user).post(
+        f"{API}/requests/{request.pk}/{action}/", {"expected_version": request.version, **body}, format="json"
+    )
+
+
+def failed(request: ImportRequest, approver: Any, next_step: str = "retry") -> ImportRequest:
+    """Approved, then failed at AWS, without going through AWS."""
+    workflow.approve_request(request_id=request.pk, actor=approver, expected_version=request.version)
+    ImportRequest.objects.filter(pk=request.pk).update(
+        state=ImportRequest.State.FAILED, failure={"message": "AWS kept failing", "next_step": next_step}
+    )
+    request.refresh_from_db()
+    return request
+
+
+def last_event(request: ImportRequest) -> Any:
+    return request.events.order_by("-seq").first()
+
+
+EVENT_FIELDS = ("action", "actor", "actor_username", "from_state", "to_state", "comment")
+
+
+def test_a_requester_cancels_through_the_api_with_the_pages_audit_event(
+    requester: Any, make_request: Callable[..., ImportRequest]
+) -> None:
+    by_page, by_api = make_request(), make_request()
+    page = Client()
+    page.force_login(requester)
+    page.post(reverse("request_action", args=[by_page.pk, "cancel"]), {"comment": "Not needed any more."})
+
+    response = act(requester, by_api, "cancel", comment="Not needed any more.")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["state"] == "cancelled"
+    assert response.json()["actions"] == []
+    by_api.refresh_from_db()
+    assert by_api.state == ImportRequest.State.CANCELLED
+    page_event, api_event = last_event(by_page), last_event(by_api)
+    assert api_event.action == EventAction.CANCEL
+    assert [getattr(api_event, name) for name in EVENT_FIELDS] == [getattr(page_event, name) for name in EVENT_FIELDS]
+    assert api_event.data == page_event.data
+
+
+def test_only_the_requester_cancels_and_someone_elses_request_is_not_found(
+    approver: Any, other_requester: Any, make_request: Callable[..., ImportRequest]
+) -> None:
+    request = make_request()
+
+    refused = assert_error(act(approver, request, "cancel"), 403, "permission_denied")
+    assert_error(act(other_requester, request, "cancel"), 404, "not_found")
+
+    assert refused["message"] == workflow.MSG_NOT_ALLOWED
+    request.refresh_from_db()
+    assert request.state == ImportRequest.State.SUBMITTED
+    assert request.events.count() == 2
+
+
+def test_cancelling_a_version_the_requester_did_not_see_is_a_409(
+    requester: Any, target: AwsTarget, make_request: Callable[..., ImportRequest]
+) -> None:
+    request = make_request()
+    stale = ImportRequest.objects.get(pk=request.pk)
+    workflow.edit_request(
+        request_id=request.pk,
+        actor=requester,
+        fields={k: v for k, v in request_fields(target, image_name=request.image_name).items() if k != "target"},
+        expected_version=1,
+    )
+    events = request.events.count()
+
+    error = assert_error(act(requester, stale, "cancel"), 409, "conflict")
+
+    assert error["message"] == workflow.MSG_CHANGED_SINCE_VIEWED
+    request.refresh_from_db()
+    assert (request.state, request.version) == (ImportRequest.State.SUBMITTED, 2)
+    assert request.events.count() == events
+
+
+def test_a_request_sent_to_aws_already_is_not_cancelled(
+    requester: Any, make_request: Callable[..., ImportRequest]
+) -> None:
+    request = make_request()
+    ImportRequest.objects.filter(pk=request.pk).update(state=ImportRequest.State.IMPORTING)
+
+    error = assert_error(act(requester, request, "cancel"), 409, "conflict")
+
+    assert error["message"] == workflow.MSG_WRONG_STATE.format(
+        reference=request.reference, state="importing", verb="cancelled"
+    )
+    request.refresh_from_db()
+    assert request.state == ImportRequest.State.IMPORTING
+    assert request.events.count() == 2
+
+
+def test_an_approver_retries_a_failed_import_through_the_api_with_the_pages_audit_event(
+    approver: Any,
+    other_approver: Any,
+    make_request: Callable[..., ImportRequest],
+    published: list[Any],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    by_page, by_api = failed(make_request(), other_approver), failed(make_request(), other_approver)
+    page = Client()
+    page.force_login(approver)
+    page.post(reverse("request_action", args=[by_page.pk, "retry"]), {"comment": "The role is fixed."})
+    published.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = act(approver, by_api, "retry", comment="The role is fixed.")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["state"] == "approved"
+    by_api.refresh_from_db()
+    assert by_api.state == ImportRequest.State.APPROVED
+    assert by_api.failure == {}
+    assert [earlier["failure"]["message"] for earlier in by_api.earlier_failures] == ["AWS kept failing"]
+    page_event, api_event = last_event(by_page), last_event(by_api)
+    assert api_event.action == EventAction.RETRY
+    assert [getattr(api_event, name) for name in EVENT_FIELDS] == [getattr(page_event, name) for name in EVENT_FIELDS]
+    assert set(api_event.data) == set(page_event.data)
+    assert published == [("import_request", (by_api.pk,))]
+
+
+def test_a_requester_cannot_retry_and_someone_elses_request_is_not_found(
+    requester: Any, other_requester: Any, approver: Any, make_request: Callable[..., ImportRequest]
+) -> None:
+    request = failed(make_request(), approver)
+
+    assert_error(act(requester, request, "retry"), 403, "permission_denied")
+    assert_error(act(other_requester, request, "retry"), 404, "not_found")
+
+    request.refresh_from_db()
+    assert request.state == ImportRequest.State.FAILED
+    assert last_event(request).action == EventAction.APPROVE
+
+
+def test_retrying_a_failure_the_approver_did_not_see_is_a_409(
+    requester: Any, approver: Any, other_approver: Any, make_request: Callable[..., ImportRequest]
+) -> None:
+    first_failure = failed(make_request(), approver)
+    workflow.revise_request(
+        request_id=first_failure.pk,
+        actor=requester,
+        fields={"ec2_image_id": "ami-0fedcba9876543210"},
+        expected_version=1,
+    )
+    failed(pass_preflight(ImportRequest.objects.get(pk=first_failure.pk)), approver)
+    events = first_failure.events.count()
+
+    error = assert_error(act(other_approver, first_failure, "retry"), 409, "conflict")
+
+    assert error["message"] == workflow.MSG_CHANGED_SINCE_VIEWED
+    first_failure.refresh_from_db()
+    assert (first_failure.state, first_failure.version) == (ImportRequest.State.FAILED, 2)
+    assert first_failure.events.count() == events
+
+
+def test_only_a_failed_import_is_retried_and_only_where_a_retry_can_work(
+    approver: Any, other_approver: Any, make_request: Callable[..., ImportRequest], published: list[Any]
+) -> None:
+    submitted = make_request()
+    needs_a_new_version = failed(make_request(), other_approver, next_step="revise")
+    published.clear()
+
+    not_failed = assert_error(act(approver, submitted, "retry"), 409, "conflict")
+    pointless = assert_error(act(approver, needs_a_new_version, "retry"), 409, "not_possible_now")
+
+    assert not_failed["message"] == workflow.MSG_WRONG_STATE.format(
+        reference=submitted.reference, state="submitted", verb="retried"
+    )
+    assert pointless["message"] == workflow.MSG_RETRY_CANNOT_WORK
+    needs_a_new_version.refresh_from_db()
+    assert needs_a_new_version.state == ImportRequest.State.FAILED
+    assert submitted.events.count() == 2
+    assert published == []
+
+
+@pytest.mark.parametrize("who", ["requester", "approver"])
+def test_the_requester_and_approvers_run_the_checks_again_as_on_the_page(
+    who: str, request: pytest.FixtureRequest, make_request: Callable[..., ImportRequest], published: list[Any]
+) -> None:
+    import_request = make_request()
+    published.clear()
+
+    response = act(request.getfixturevalue(who), import_request, "recheck")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["state"] == "submitted"
+    assert "recheck" in response.json()["actions"]
+    import_request.refresh_from_db()
+    assert import_request.state == ImportRequest.State.SUBMITTED
+    # The results arrive as their own event, from the worker; asking for them writes none.
+    assert import_request.events.count() == 2
+    assert published == [("run_preflight_checks", (import_request.pk, 1))]
+
+
+def test_others_cannot_run_the_checks_again(
+    auditor: Any, other_requester: Any, make_request: Callable[..., ImportRequest], published: list[Any]
+) -> None:
+    request = make_request()
+    published.clear()
+
+    assert_error(act(auditor, request, "recheck"), 403, "permission_denied")
+    assert_error(act(other_requester, request, "recheck"), 404, "not_found")
+
+    assert published == []
+
+
+def test_the_checks_of_a_version_the_caller_did_not_see_or_of_a_failed_import_are_not_run(
+    requester: Any, approver: Any, target: AwsTarget, make_request: Callable[..., ImportRequest], published: list[Any]
+) -> None:
+    edited = make_request()
+    stale = ImportRequest.objects.get(pk=edited.pk)
+    workflow.edit_request(
+        request_id=edited.pk,
+        actor=requester,
+        fields={k: v for k, v in request_fields(target, image_name=edited.image_name).items() if k != "target"},
+        expected_version=1,
+    )
+    too_late = failed(make_request(), approver)
+    published.clear()
+
+    changed = assert_error(act(approver, stale, "recheck"), 409, "conflict")
+    wrong_state = assert_error(act(approver, too_late, "recheck"), 409, "conflict")
+
+    assert changed["message"] == workflow.MSG_CHANGED_SINCE_VIEWED
+    assert wrong_state["message"] == workflow.MSG_WRONG_STATE.format(
+        reference=too_late.reference, state="failed", verb="checked"
+    )
+    assert published == []
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "field", "message"),
+    [
+        ("cancel", {}, "expected_version", "This field is required."),
+        ("cancel", {"expected_version": 0}, "expected_version", "Ensure this value is greater than or equal to 1."),
+        ("cancel", {"expected_version": "one"}, "expected_version", "A valid integer is required."),
+        ("cancel", {"expected_version": 1, "comment": "x" * 2001}, "comment", MSG_COMMENT_TOO_LONG),
+        ("cancel", {"expected_version": 1, "version": 1}, "version", MSG_UNKNOWN_FIELD),
+        ("retry", {}, "expected_version", "This field is required."),
+        ("retry", {"expected_version": 1, "comment": "x" * 2001}, "comment", MSG_COMMENT_TOO_LONG),
+        ("retry", {"expected_version": 1, "decision": "approve"}, "decision", MSG_UNKNOWN_FIELD),
+        ("recheck", {}, "expected_version", "This field is required."),
+        # The checks record no comment: one is refused rather than lost.
+        ("recheck", {"expected_version": 1, "comment": "Please."}, "comment", MSG_UNKNOWN_FIELD),
+    ],
+)
+def test_a_malformed_action_names_its_field_and_changes_nothing(
+    requester: Any,
+    approver: Any,
+    make_request: Callable[..., ImportRequest],
+    published: list[Any],
+    action: str,
+    body: dict[str, Any],
+    field: str,
+    message: str,
+) -> None:
+    request = failed(make_request(), approver) if action == "retry" else make_request()
+    state, events = request.state, request.events.count()
+    published.clear()
+    caller = requester if action == "cancel" else approver
+
+    response = api_as(caller).post(f"{API}/requests/{request.pk}/{action}/", body, format="json")
+
+    assert assert_error(response, 400, "invalid")["fields"] == {field: [message]}
+    request.refresh_from_db()
+    assert (request.state, request.events.count()) == (state, events)
+    assert published == []
+
+
+@pytest.mark.parametrize("action", ["cancel", "retry", "recheck"])
+def test_an_action_on_a_body_that_is_not_an_object_or_an_id_that_is_not_one_is_refused(
+    approver: Any, make_request: Callable[..., ImportRequest], action: str
+) -> None:
+    request = make_request()
+    api = api_as(approver)
+
+    listed = assert_error(api.post(f"{API}/requests/{request.pk}/{action}/", [1], format="json"), 400, "invalid")
+    assert_error(
+        api.post(f"{API}/requests/not-an-id/{action}/", {"expected_version": 1}, format="json"), 404, "not_found"
+    )
+    assert_error(
+        api.post(f"{API}/requests/9999999/{action}/", {"expected_version": 1}, format="json"), 404, "not_found"
+    )
+    assert_error(api.get(f"{API}/requests/{request.pk}/{action}/"), 405, "method_not_allowed")
+
+    assert set(listed["fields"]) == {"non_field_errors"}
+    request.refresh_from_db()
+    assert request.state == ImportRequest.State.SUBMITTED
+
+
 # --- the rest of the error shape -------------------------------------------------------------
 
 
@@ -807,6 +1121,9 @@ def test_the_openapi_document_is_valid_openapi_3(tmp_path: Any) -> None:
         "read_request",
         "read_request_history",
         "decide_request",
+        "cancel_request",
+        "retry_request",
+        "recheck_request",
     }
     assert document["components"]["securitySchemes"] == {"knoxApiToken": {"type": "http", "scheme": "bearer"}}
 
@@ -883,5 +1200,5 @@ def test_the_api_answers_as_its_openapi_document_says(
 
     calls = [drive(result.ok(), mode, auth) for result in schema.get_all_operations()]
 
-    assert len(calls) == 7
+    assert len(calls) == 10
     assert all(n >= 10 for n in calls), calls
