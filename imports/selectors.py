@@ -142,10 +142,6 @@ class ApprovalStatus:
     def missing(self) -> int:
         return max(self.required - len(self.approved), 0)
 
-    def approved_by(self, username: str) -> bool:
-        """Whether `username` gave an approval of this version, theirs or as a stand-in."""
-        return any(username in (name, by) for name, _, by in self.approved)
-
 
 MAY_STILL_SHOWN = 10
 

@@ -193,8 +193,6 @@ def _render_detail(
 ) -> HttpResponse:
     approval = selectors.approval_status(import_request, request.user)
     actions = {action.value for action in workflow.available_actions(request.user, import_request)}
-    if approval.approved_by(request.user.get_username()):
-        actions.discard(Action.APPROVE.value)  # approved already: the others' approvals are missing
     if workflow.may_request_preflight(request.user, import_request):
         actions.add(Action.PREFLIGHT.value)
     checks_pending = import_request.state in workflow.TRANSITIONS[Action.PREFLIGHT].sources and not (
@@ -270,9 +268,13 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     kwargs: dict[str, Any] = {"request_id": pk, "actor": request.user}
     if verb is not Action.PREFLIGHT:
         kwargs["comment"] = decision.cleaned_data["comment"]
+    version = decision.cleaned_data["version"]
     if verb in (Action.APPROVE, Action.REJECT, Action.REQUEST_CHANGES):
         # A decision without the version it was made on could approve unseen changes.
-        kwargs["expected_version"] = decision.cleaned_data["version"] or 0
+        kwargs["expected_version"] = version or 0
+    elif version:
+        # The other buttons act on the version their page showed, as the API's do.
+        kwargs["expected_version"] = version
     try:
         updated = VERBS[verb](**kwargs)
     except workflow.NotAllowed as exc:

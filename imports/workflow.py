@@ -188,8 +188,18 @@ def available_actions(user: AbstractBaseUser, request: ImportRequest) -> list[Ac
         if request.state in TRANSITIONS[action].sources
         and may(user, action, request)
         and (action != Action.RETRY or may_retry(request))
+        and (action != Action.APPROVE or not approved_already(user, request))
         and action != Action.STEP_RETRIED  # offered on the step itself (may_retry_step)
     ]
+
+
+def approved_already(user: AbstractBaseUser, request: ImportRequest) -> bool:
+    """Whether `user` gave an approval of the request's current version, their own or as a
+    stand-in, or a stand-in gave theirs: under a quorum, what is missing is the others'."""
+    if request.target.approvals_required <= 1:
+        return False
+    mine = Q(approver=user) | Q(decided_by=user)
+    return Approval.objects.filter(mine, request=request, version=request.version).exists()
 
 
 def _ensure_may(user: AbstractBaseUser | None, action: Action, request: ImportRequest) -> None:

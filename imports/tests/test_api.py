@@ -429,6 +429,21 @@ def test_a_request_reads_with_its_parameters_version_and_what_the_caller_may_do(
     assert decider["actions"] == ["approve", "recheck", "reject", "request_changes"]
 
 
+def test_under_a_quorum_an_approver_who_approved_is_not_offered_approve_again(
+    approver: Any, other_approver: Any, make_request: Callable[..., ImportRequest]
+) -> None:
+    request = make_request()
+    request.target.approvals_required = 2
+    request.target.save()
+    workflow.approve_request(request_id=request.pk, actor=approver, expected_version=1)
+
+    mine = api_as(approver).get(f"{API}/requests/{request.pk}/").json()
+    theirs = api_as(other_approver).get(f"{API}/requests/{request.pk}/").json()
+
+    assert mine["actions"] == ["recheck", "reject", "request_changes"]
+    assert theirs["actions"] == ["approve", "recheck", "reject", "request_changes"]
+
+
 def test_each_action_a_request_offers_is_a_decision_an_endpoint_or_the_pages_edit_form(
     requester: Any, approver: Any, make_request: Callable[..., ImportRequest]
 ) -> None:

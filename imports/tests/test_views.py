@@ -783,3 +783,25 @@ def test_nothing_a_signed_in_person_sees_is_stored_by_browsers_or_caches(
     assert response.status_code == 200
     cache_control = {part.strip() for part in response.headers["Cache-Control"].split(",")}
     assert {"no-store", "private"} <= cache_control
+
+
+@pytest.mark.parametrize("action", ["cancel", "recheck"])
+def test_a_requesters_button_on_a_page_of_an_older_version_is_refused_and_nothing_changes(
+    client: Client, requester: Any, rita_request: ImportRequest, published: list[Any], action: str
+) -> None:
+    # Shown version 1 in one tab, edited in another: the first tab's button acts on nothing.
+    client.force_login(requester)
+    page = client.get(reverse("request_detail", args=[rita_request.pk])).content.decode()
+    assert f'action="{reverse("request_action", args=[rita_request.pk, action])}"' in page
+    workflow.edit_request(
+        request_id=rita_request.pk, actor=requester, fields={"image_name": "changed"}, expected_version=1
+    )
+    events, published_before = rita_request.events.count(), len(published)
+
+    response = client.post(reverse("request_action", args=[rita_request.pk, action]), {"version": "1"})
+
+    assert response.status_code == 409
+    rita_request.refresh_from_db()
+    assert (rita_request.state, rita_request.version) == (State.SUBMITTED, 2)
+    assert rita_request.events.count() == events
+    assert len(published) == published_before
