@@ -10,14 +10,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from imports import charts, roles
+from imports import audit, charts, roles
 from imports.admin import ADMIN_MAX_ROWS, INLINE_EVENTS
 from imports.models import AwsTarget, ImportRequest, RequestEvent
 from imports.paging import keyset_page
@@ -163,6 +163,37 @@ def test_the_busiest_request_shows_its_newest_events_and_pages_back(client: Clie
     assert oldest.context["history"].older_than is None
     assert "Older events" in newest.content.decode()
     assert "Newest events" in oldest.content.decode()
+
+
+@pytest.mark.django_db
+def test_events_from_before_usernames_were_recorded_name_their_actor_in_one_more_query(
+    client: Client, reader: Any, make_request: Any, requester: Any, approver: Any, settings: Any
+) -> None:
+    settings.DEBUG = True
+    request = make_request()
+    client.force_login(reader)
+    with CaptureQueriesContext(connection) as recorded:
+        client.get(reverse("request_detail", args=[request.pk]))
+    for actor in (requester, approver, requester):
+        # As events were written before migration 0007: the actor's id, no username.
+        event = RequestEvent(
+            request=request,
+            created_at=timezone.now(),
+            actor=actor,
+            action="comment",
+            from_state=request.state,
+            to_state=request.state,
+        )
+        with transaction.atomic():
+            audit._seal(event, audit.REQUEST_CHAIN)
+
+    with CaptureQueriesContext(connection) as legacy:
+        page = client.get(reverse("request_detail", args=[request.pk]))
+
+    names = [e.actor_name for e in page.context["events"][-3:]]
+    assert names == [requester.get_username(), approver.get_username(), requester.get_username()]
+    assert f"<strong>{approver.get_username()}</strong>" in page.content.decode()
+    assert len(legacy) == len(recorded) + 1
 
 
 # --- keyset pages ------------------------------------------------------------------------------
