@@ -218,19 +218,16 @@ class Desk:
 
 def desk(user: AbstractBaseUser, *, size: int) -> Desk:
     """Three queries whatever the history's size (the targets this user may decide among them:
-    decidable_targets). The counts (desk_counts), and the rows: the user's `size` newest requests
-    and the queue's `size` oldest, one UNION ALL, each half along its (requester | state,
-    created_at, id) index."""
+    decidable_targets): the counts and which rows to show (desk_figures), and those rows."""
     approves = roles.has_role(user, roles.APPROVERS)
-    sees_all = sees_all_requests(user)
-    counted = desk_counts(user, decidable=decidable_targets(user) if approves else [], sees_all=sees_all)
-    # A sliced query cannot stand in a UNION on SQLite: each half names its rows by a subquery.
-    newest = ImportRequest.objects.filter(requester=user).order_by("-created_at", "-id").values("pk")[:size]
-    rows = _listed(ImportRequest.objects.order_by())
-    latest = rows.filter(pk__in=newest)
-    if approves:
-        latest = latest.union(rows.filter(pk__in=approval_queue(user).values("pk")[:size]), all=True)
-    found = sorted(latest, key=lambda r: (r.created_at, r.pk))
+    figures = desk_figures(
+        user, decidable=decidable_targets(user) if approves else [], sees_all=sees_all_requests(user), size=size
+    )
+    counted = figures.counts
+    found = sorted(
+        _listed(ImportRequest.objects.filter(pk__in=figures.latest + figures.queued)),
+        key=lambda r: (r.created_at, r.pk),
+    )
     return Desk(
         my_counts=counted["mine"],
         my_latest=[r for r in reversed(found) if r.requester_id == user.pk],
@@ -242,8 +239,17 @@ def desk(user: AbstractBaseUser, *, size: int) -> Desk:
     )
 
 
-def desk_counts(user: AbstractBaseUser, *, decidable: list[int], sees_all: bool) -> dict[str, dict[str, int]]:
-    """The dashboard's counts in one statement, each read from an index:
+@dataclass(frozen=True)
+class DeskFigures:
+    # By kind ("mine", "queue", ...: desk_figures), then by state, rollout or "".
+    counts: dict[str, dict[str, int]]
+    # The ids of the user's `size` newest requests, and of the approvals queue's `size` oldest.
+    latest: list[int]
+    queued: list[int]
+
+
+def desk_figures(user: AbstractBaseUser, *, decidable: list[int], sees_all: bool, size: int) -> DeskFigures:
+    """The dashboard's figures in one statement, each read from an index:
     - "mine": the user's requests by state (request_requester_created);
     - "queue", "approved": the approvals queue's size (approval_queue) as the requests waiting on
       the `decidable` targets but the user's own (request_awaiting_decision alone), less those of
@@ -251,24 +257,35 @@ def desk_counts(user: AbstractBaseUser, *, decidable: list[int], sees_all: bool)
     - "rollouts": the unfinished rollouts by rollout, everyone's for those who see every request
       (`sees_all`), else the user's (request_rollout_open);
     - "reminded", "escalated": decisions overdue, for those who see every request
-      (request_overdue).
+      (request_overdue);
+    - "latest", "queued": the ids of the user's `size` newest requests (along
+      request_requester_created) and of approval_queue's `size` oldest (request_state_created).
     Written as SQL: the dashboard is the page everyone opens, and the ORM took longer to build
-    these seven counts than the database took to count them."""
+    these queries than the database took to answer them. tests/test_scale_pages.py and
+    test_approval_policy.py hold the queue here to approval_queue's."""
     # Only the tables' names and runs of placeholders are written into the text; every value is
-    # a parameter.
+    # a parameter. A LIMIT inside a UNION stands in a subquery of its own, for SQLite.
     requests, approvals = ImportRequest._meta.db_table, Approval._meta.db_table
-    parts = [f"SELECT 'mine', state, COUNT(*) FROM {requests} WHERE requester_id = %s GROUP BY state"]  # noqa: S608
-    params: list[Any] = [user.pk]
+    parts = [
+        f"SELECT 'mine', state, COUNT(*) FROM {requests} WHERE requester_id = %s GROUP BY state",  # noqa: S608
+        f"SELECT 'latest', '', id FROM (SELECT id FROM {requests} WHERE requester_id = %s "  # noqa: S608
+        "ORDER BY created_at DESC, id DESC LIMIT %s) latest",
+    ]
+    params: list[Any] = [user.pk, user.pk, size]
     if decidable:
         targets = ", ".join(["%s"] * len(decidable))
+        waiting = f"FROM {requests} r WHERE r.state = %s AND r.requester_id <> %s AND r.target_id IN ({targets})"
         parts += [
-            f"SELECT 'queue', '', COUNT(*) FROM {requests} "  # noqa: S608
-            f"WHERE state = %s AND requester_id <> %s AND target_id IN ({targets})",
+            f"SELECT 'queue', '', COUNT(*) {waiting}",
             f"SELECT 'approved', '', COUNT(*) FROM {approvals} a JOIN {requests} r ON r.id = a.request_id "  # noqa: S608
             "WHERE a.decided_by_id = %s AND a.version = r.version AND r.state = %s AND r.requester_id <> %s "
             f"AND r.target_id IN ({targets})",
+            f"SELECT 'queued', '', id FROM (SELECT r.id {waiting} AND NOT EXISTS (SELECT 1 FROM {approvals} a "  # noqa: S608
+            "WHERE a.request_id = r.id AND a.version = r.version AND a.decided_by_id = %s) "
+            "ORDER BY r.created_at, r.id LIMIT %s) queued",
         ]
         params += [SUBMITTED, user.pk, *decidable, user.pk, SUBMITTED, user.pk, *decidable]
+        params += [SUBMITTED, user.pk, *decidable, user.pk, size]
     mine = "" if sees_all else "AND requester_id = %s"
     parts.append(
         f"SELECT 'rollouts', rollout, COUNT(*) FROM {requests} WHERE rollout IN (%s, %s) {mine} GROUP BY rollout"  # noqa: S608
@@ -281,12 +298,16 @@ def desk_counts(user: AbstractBaseUser, *, decidable: list[int], sees_all: bool)
             f"SELECT 'escalated', '', COUNT(*) {overdue} AND escalated_at IS NOT NULL",
         ]
         params += [SUBMITTED, SUBMITTED]
-    counted: dict[str, dict[str, int]] = defaultdict(dict)
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    rows: dict[str, list[int]] = {"latest": [], "queued": []}
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(parts), params)
         for whose, key, n in cursor.fetchall():
-            counted[whose][key] = n
-    return counted
+            if whose in rows:
+                rows[whose].append(n)
+            else:
+                counts[whose][key] = n
+    return DeskFigures(counts=counts, latest=rows["latest"], queued=rows["queued"])
 
 
 @dataclass(frozen=True)
