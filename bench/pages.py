@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -179,6 +180,13 @@ def pages(keyset: bool, marks: dict[str, str]) -> dict[str, str]:
 
 class Gunicorn:
     def __init__(self, code: Path, port: int, workers: int) -> None:
+        # Another server still on the port (a run stopped half-way) would answer for this one:
+        # its code and settings would be measured under this one's name.
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            sys.exit(f"something already listens on 127.0.0.1:{port}: stop it or pass --port")
+        except OSError:
+            pass
         self.process = subprocess.Popen(  # noqa: S603 -- our own gunicorn
             [str(GUNICORN), "portal.wsgi:application", f"--workers={workers}", f"--bind=127.0.0.1:{port}"],
             cwd=code,
@@ -187,7 +195,7 @@ class Gunicorn:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 connection.request("GET", "/accounts/login/")
