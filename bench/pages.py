@@ -184,9 +184,10 @@ class Gunicorn:
         # its code and settings would be measured under this one's name.
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            sys.exit(f"something already listens on 127.0.0.1:{port}: stop it or pass --port")
         except OSError:
-            pass
+            pass  # the port is free
+        else:
+            sys.exit(f"something already listens on 127.0.0.1:{port}: stop it or pass --port")
         self.process = subprocess.Popen(  # noqa: S603 -- our own gunicorn
             [str(GUNICORN), "portal.wsgi:application", f"--workers={workers}", f"--bind=127.0.0.1:{port}"],
             cwd=code,
