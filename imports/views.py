@@ -27,7 +27,7 @@ from imports import charts, exports, roles, rollout_views, selectors, workflow
 from imports.filters import RequestFilter
 from imports.forms import AuditExportForm, DecisionForm, ImportRequestForm, tag_formset
 from imports.models import AdminEvent, AuditExport, ImportRequest
-from imports.paging import keyset_page
+from imports.paging import keyset_page, searched_page
 from imports.rules import Rollout
 from imports.workflow import Action
 
@@ -330,8 +330,13 @@ def request_list(request: HttpRequest) -> HttpResponse:
     if not selectors.sees_all_requests(request.user):
         raise PermissionDenied
     filters = RequestFilter(request.GET, queryset=selectors.listed_requests(request.user))
-    requests = filters.qs if filters.is_valid() else ImportRequest.objects.none()
-    page = keyset_page(requests, size=PAGE_SIZE, after=request.GET.get("after"), before=request.GET.get("before"))
+    after, before = request.GET.get("after"), request.GET.get("before")
+    if not filters.is_valid():
+        page = keyset_page(ImportRequest.objects.none(), size=PAGE_SIZE)
+    elif filters.form.cleaned_data.get("q"):
+        page = searched_page(filters.qs, among=filters.queryset, size=PAGE_SIZE, after=after, before=before)
+    else:
+        page = keyset_page(filters.qs, size=PAGE_SIZE, after=after, before=before)
     context = {
         "filters": filters,
         "page": page,

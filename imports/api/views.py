@@ -33,7 +33,7 @@ from imports.api.serializers import (
 from imports.filters import RequestFilter
 from imports.forms import ImportRequestForm, tag_formset
 from imports.models import AwsTarget, ImportRequest
-from imports.paging import keyset_page
+from imports.paging import keyset_page, searched_page
 from imports.workflow import Action
 
 PAGE_SIZE = 25
@@ -163,12 +163,12 @@ class RequestList(GenericAPIView):
     def get(self, request: Request) -> Response:
         refuse_unknown_parameters(request, [*RequestFilter.base_filters, "after", "before", "page_size"])
         size = page_size(request, PAGE_SIZE)
-        page = keyset_page(
-            self.filter_queryset(self.get_queryset()),
-            size=size,
-            after=request.query_params.get("after"),
-            before=request.query_params.get("before"),
-        )
+        listed = self.get_queryset()
+        cursors = {"after": request.query_params.get("after"), "before": request.query_params.get("before")}
+        if request.query_params.get("q", "").strip():
+            page = searched_page(self.filter_queryset(listed), among=listed, size=size, **cursors)
+        else:
+            page = keyset_page(self.filter_queryset(listed), size=size, **cursors)
         return Response(
             {
                 "results": RequestSummarySerializer(page.object_list, many=True, context={"request": request}).data,

@@ -2,6 +2,7 @@
 dashboard's charts computed afresh included), keyset pages that neither repeat nor skip a
 request, search on SQLite and PostgreSQL, and an admin that never counts a whole table."""
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from imports import audit, charts, roles
+from imports import audit, charts, paging, roles, views
 from imports.admin import ADMIN_MAX_ROWS, INLINE_EVENTS
 from imports.models import AwsTarget, ImportRequest, RequestEvent
 from imports.paging import keyset_page
@@ -319,6 +320,145 @@ def test_the_requester_filter_names_one_user_in_any_case(
     listed = [q["sql"] for q in queries if 'FROM "imports_importrequest"' in q["sql"]]
     assert len(listed) == found
     assert not [sql for sql in listed if '"auth_user"."username"' in sql.split("WHERE", 1)[1]]
+
+
+@pytest.fixture
+def named_history(make_request: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """30 requests a minute apart (the 11th and 12th at the same instant), named so that "every"
+    matches them all, "even" every other one, "oldest" the oldest five and "fresh" two of the
+    newest five and two old ones; a search's first window is 5 rows and its widest 20. The ids,
+    newest first."""
+    monkeypatch.setattr(paging, "SEARCH_WINDOW", 5)
+    monkeypatch.setattr(paging, "WIDEST_WINDOW", 20)
+    start = timezone.now() - timedelta(days=1)
+    made = []
+    for i in range(30):
+        words = ["every", "even" if i % 2 == 0 else "odd", "oldest" if i < 5 else "newer"]
+        words.append("fresh" if i in (29, 27, 3, 2) else "stale")
+        made.append(make_request(image_name="-".join([*words, str(i)])).pk)
+        ImportRequest.objects.filter(pk=made[-1]).update(
+            created_at=start + timedelta(minutes=min(i, 10) + max(i - 11, 0))
+        )
+    return made[::-1]
+
+
+def search_pages(rows: Any, among: Any, *, size: int) -> tuple[list[int], list[int]]:
+    """Every page of a search, forwards to the last and back again to the first."""
+    forwards, page = [], paging.searched_page(rows, among=among, size=size)
+    pages = [page]
+    while page.next_cursor:
+        page = paging.searched_page(rows, among=among, size=size, after=page.next_cursor)
+        pages.append(page)
+    backwards = [page]
+    while page.previous_cursor:
+        page = paging.searched_page(rows, among=among, size=size, before=page.previous_cursor)
+        backwards.append(page)
+    forwards = [r.pk for page in pages for r in page.object_list]
+    return forwards, [r.pk for page in reversed(backwards) for r in page.object_list]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("term", ["every", "even", "oldest", "fresh", "nothing"])
+def test_a_search_pages_through_every_match_once_newest_first_and_back(named_history: list[int], term: str) -> None:
+    among = ImportRequest.objects.all()
+    rows = among.filter(image_name__icontains=term)
+
+    forwards, backwards = search_pages(rows, among, size=3)
+
+    assert forwards == [pk for pk in named_history if pk in set(rows.values_list("pk", flat=True))]
+    assert len(forwards) == {"every": 30, "even": 15, "oldest": 5, "fresh": 4, "nothing": 0}[term]
+    assert backwards == forwards
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("term", "reads"),
+    [
+        # The newest 5 rows hold a page of 3 and one more: one read.
+        ("every", 1),
+        # Two of the newest 5 match: the 20 newest (5 * 4 / 2, twice over) are read next.
+        ("even", 2),
+        # The same, but the 20 newest hold no more: every match is found and sorted.
+        ("fresh", 3),
+        # None of the newest 5: every match is found and sorted at once.
+        ("oldest", 2),
+    ],
+)
+def test_a_search_reads_the_newest_requests_first_and_all_of_them_only_when_it_must(
+    client: Client,
+    auditor: Any,
+    named_history: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+    term: str,
+    reads: int,
+) -> None:
+    settings.DEBUG = True
+    monkeypatch.setattr(views, "PAGE_SIZE", 3)
+    client.force_login(auditor)
+
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(reverse("request_list"), {"q": term}).context["page"]
+
+    listed = [q["sql"] for q in queries if q["sql"].startswith('SELECT "imports_importrequest"."id"')]
+    assert [r.image_name.split("-")[-1] for r in page.object_list] == {
+        "every": ["29", "28", "27"],
+        "even": ["28", "26", "24"],
+        "fresh": ["29", "27", "3"],
+        "oldest": ["4", "3", "2"],
+    }[term]
+    windows = [re.findall(r" LIMIT (\d+)\)", sql) for sql in listed]
+    assert len(listed) == reads
+    assert (
+        windows
+        == {"every": [["5"]], "even": [["5"], ["20"]], "fresh": [["5"], ["20"], []], "oldest": [["5"], []]}[term]
+    )
+
+
+@pytest.mark.django_db
+def test_a_search_that_must_find_every_match_sorts_them_instead_of_walking_the_newest(
+    client: Client, auditor: Any, named_history: list[int], settings: Any
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the query plan asked about is PostgreSQL's")
+    settings.DEBUG = True
+    client.force_login(auditor)
+    with CaptureQueriesContext(connection) as queries:
+        client.get(reverse("request_list"), {"q": "oldest"})
+    last = [q["sql"] for q in queries if q["sql"].startswith('SELECT "imports_importrequest"."id"')][-1]
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        # With sorting all but forbidden, PostgreSQL walks any index that gives the page's order.
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(f"EXPLAIN {last}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "Sort Key" in plan, plan
+    assert "request_created" not in plan, plan
+
+
+@pytest.mark.django_db
+def test_a_search_reads_its_window_of_newest_requests_by_key_not_through_the_trigram_indexes(
+    client: Client, auditor: Any, named_history: list[int], settings: Any
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the query plan asked about is PostgreSQL's")
+    settings.DEBUG = True
+    client.force_login(auditor)
+    with CaptureQueriesContext(connection) as queries:
+        client.get(reverse("request_list"), {"q": "fresh"})
+    first = next(q["sql"] for q in queries if q["sql"].startswith('SELECT "imports_importrequest"."id"'))
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Reading a whole table and nested loops all but forbidden: a join of the window's ids
+        # would start from the trigram indexes.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_nestloop = off")
+        cursor.execute(f"EXPLAIN {first}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "imports_importrequest_pkey" in plan, plan
+    assert "_trgm" not in plan, plan
 
 
 @pytest.mark.django_db
