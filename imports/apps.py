@@ -1,7 +1,7 @@
 from django.apps import AppConfig
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate, post_save
 
 
 def _sync_roles(sender: AppConfig, using: str = "default", **kwargs: object) -> None:
@@ -34,8 +34,12 @@ class ImportsConfig(AppConfig):
         post_migrate.connect(_sync_roles, sender=self, dispatch_uid="imports.sync_roles")
         post_migrate.connect(_guard_audit_histories, sender=self, dispatch_uid="imports.guard_audit_histories")
 
-        from imports import admin_history, aws, endpoints, middleware
+        from imports import admin_history, aws, endpoints, filters, middleware
+        from imports.models import AwsTarget
         from imports.ratelimit import DatabaseTokenBucket
+
+        for changed in (post_save, post_delete):
+            changed.connect(filters.forget_target_choices, sender=AwsTarget, dispatch_uid="imports.target_choices")
 
         aws.use_endpoint_guard(endpoints.endpoint_problem)
         admin_history.connect()

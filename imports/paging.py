@@ -126,8 +126,7 @@ def _read_page(
         if cursor:
             candidates = candidates.filter(_beyond(*cursor, later=not descending))
         nearest = candidates.order_by(*_order(CREATED_AT, descending=descending)).values("pk")[:length]
-        postgresql = connections[rows.db].vendor == "postgresql"
-        rows = rows.filter(IdAmong(F("pk"), nearest) if postgresql else Q(pk__in=nearest))
+        rows = rows.filter(among("pk", nearest, rows=rows))
     found = list(rows.order_by(*_order(created_at, descending=descending))[: size + 1])
     shown = found[:size]
     more = len(found) > size
@@ -139,11 +138,12 @@ def _read_page(
     return KeysetPage(shown, previous, cursor_of(shown[-1]) if more else None), len(found)
 
 
-class IdAmong(Lookup):
-    """`id = ANY(ARRAY(subquery))`: PostgreSQL reads the subquery's ids first and each row by its
-    key after, testing it against the search. Written `id IN (subquery)`, the ids are joined,
-    and the join may start from the search's trigram indexes instead, all of them, which is
-    what the window is there to avoid."""
+class Among(Lookup):
+    """`column = ANY(ARRAY(subquery))`: PostgreSQL runs the subquery once, first, and reads the
+    rows it names by an index of the column, or tests rows against its list. Written
+    `column IN (subquery)`, it becomes a join, which PostgreSQL may start from elsewhere: for a
+    search's window, from the search's trigram indexes, all of them, which is what the window
+    is there to avoid; in an OR, from every row of the table."""
 
     lookup_name = "among"
 
@@ -151,6 +151,14 @@ class IdAmong(Lookup):
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
         return f"{lhs} = ANY(ARRAY{rhs})", [*lhs_params, *rhs_params]
+
+
+def among(column: str, subquery: QuerySet[Any], *, rows: QuerySet[Any]) -> Q:
+    """`column` is one of the values `subquery` selects, as a condition on `rows` (Among on
+    PostgreSQL; elsewhere `IN`)."""
+    if connections[rows.db].vendor == "postgresql":
+        return Q(Among(F(column), subquery))
+    return Q(**{f"{column}__in": subquery})
 
 
 def _order(created_at: Any, *, descending: bool) -> list[OrderBy]:

@@ -15,10 +15,11 @@ from typing import Any, NoReturn
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 
-from imports import aws, dispatch, roles, selectors, workflow
+from imports import aws, dispatch, filters, roles, selectors, workflow
 from imports.db_guards import install_audit_guards, remove_audit_guards
 from imports.models import AwsTarget, ImportRequest
 from imports.ratelimit import DatabaseTokenBucket
@@ -32,6 +33,12 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_target_choices_from_another_test() -> None:
+    # Kept in each process's cache, and a test's targets are rolled back without a signal.
+    cache.delete(filters.TARGET_CHOICES_KEY)
 
 
 @pytest.fixture(autouse=True)
