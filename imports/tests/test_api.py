@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from imports import roles, rules, workflow
+from imports import paging, roles, rules, workflow
 from imports.api import errors, tokens, views
 from imports.api.models import ApiToken
 from imports.api.serializers import DECISIONS, MSG_UNKNOWN_FIELD
@@ -374,6 +374,26 @@ def test_the_list_pages_by_cursor_without_repeating_or_skipping(
     assert [row["id"] for row in second["results"]] == newest_first[2:4]
     assert [row["id"] for row in third["results"]] == newest_first[4:]
     assert third["next"] is None
+    assert back["results"] == first["results"]
+
+
+def test_a_search_pages_by_cursor_through_only_the_requests_the_caller_may_see(
+    requester: Any, other_requester: Any, make_request: Callable[..., ImportRequest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A first look at the newest 2 requests, so that the pages below need every way of reading.
+    monkeypatch.setattr(paging, "SEARCH_WINDOW", 2)
+    mine = [make_request(image_name=f"win11-golden-{n}") for n in range(3)]
+    make_request(by=other_requester, image_name="win11-golden-other")
+    make_request(image_name="win10-plain")
+    api = api_as(requester)
+
+    first = api.get(f"{API}/requests/?page_size=2&q=GOLDEN").json()
+    second = api.get(first["next"]).json()
+    back = api.get(second["previous"]).json()
+
+    assert [row["id"] for row in first["results"]] == [mine[2].pk, mine[1].pk]
+    assert [row["id"] for row in second["results"]] == [mine[0].pk]
+    assert second["next"] is None
     assert back["results"] == first["results"]
 
 
