@@ -5,8 +5,8 @@ both, and scans every row it skips).
 Requests are paged on (created_at, id), the order of their list and of the approvals queue,
 with an index of the same columns behind each filter (ImportRequest.Meta.indexes).
 
-A search's page is read in up to two steps (searched_page): among the newest requests first, then
-among all of them, sorted after they are found.
+A search's page is read in up to three steps (searched_page): among the newest requests first,
+then among more of them, then among all of them, sorted after they are found.
 """
 
 import math
