@@ -119,12 +119,11 @@ def _read_page(
     cursor = backwards or forwards
     # Read the rows before a `before` cursor in reverse order, then turn them round.
     descending = newest_first != bool(backwards)
-    if cursor:
-        rows = rows.filter(_beyond(*cursor, later=not descending))
+    beyond = _beyond(*cursor, later=not descending) if cursor else Q()
+    rows = rows.filter(beyond)
     if window:
         candidates, length = window
-        if cursor:
-            candidates = candidates.filter(_beyond(*cursor, later=not descending))
+        candidates = candidates.filter(beyond)
         nearest = candidates.order_by(*_order(CREATED_AT, descending=descending)).values("pk")[:length]
         rows = rows.filter(among("pk", nearest, rows=rows))
     found = list(rows.order_by(*_order(created_at, descending=descending))[: size + 1])

@@ -343,6 +343,14 @@ def named_history(make_request: Any, monkeypatch: pytest.MonkeyPatch) -> list[in
     return made[::-1]
 
 
+@pytest.fixture
+def searcher(client: Client, auditor: Any, named_history: list[int], settings: Any) -> Client:
+    """An auditor's client over named_history, with every query logged."""
+    settings.DEBUG = True
+    client.force_login(auditor)
+    return client
+
+
 def search_pages(rows: Any, among: Any, *, size: int) -> tuple[list[int], list[int]]:
     """Every page of a search, forwards to the last and back again to the first."""
     forwards, page = [], paging.searched_page(rows, among=among, size=size)
@@ -386,20 +394,12 @@ def test_a_search_pages_through_every_match_once_newest_first_and_back(named_his
     ],
 )
 def test_a_search_reads_the_newest_requests_first_and_all_of_them_only_when_it_must(
-    client: Client,
-    auditor: Any,
-    named_history: list[int],
-    monkeypatch: pytest.MonkeyPatch,
-    settings: Any,
-    term: str,
-    reads: int,
+    searcher: Client, monkeypatch: pytest.MonkeyPatch, term: str, reads: int
 ) -> None:
-    settings.DEBUG = True
     monkeypatch.setattr(views, "PAGE_SIZE", 3)
-    client.force_login(auditor)
 
     with CaptureQueriesContext(connection) as queries:
-        page = client.get(reverse("request_list"), {"q": term}).context["page"]
+        page = searcher.get(reverse("request_list"), {"q": term}).context["page"]
 
     listed = [q["sql"] for q in queries if q["sql"].startswith('SELECT "imports_importrequest"."id"')]
     assert [r.image_name.split("-")[-1] for r in page.object_list] == {
@@ -435,14 +435,9 @@ def search_plans(client: Client, term: str, *settings_: str) -> list[str]:
 
 
 @pytest.mark.django_db
-def test_a_search_that_must_find_every_match_sorts_them_instead_of_walking_the_newest(
-    client: Client, auditor: Any, named_history: list[int], settings: Any
-) -> None:
-    settings.DEBUG = True
-    client.force_login(auditor)
-
+def test_a_search_that_must_find_every_match_sorts_them_instead_of_walking_the_newest(searcher: Client) -> None:
     # With sorting all but forbidden, PostgreSQL walks any index that gives the page's order.
-    last = search_plans(client, "oldest", "enable_sort = off")[-1]
+    last = search_plans(searcher, "oldest", "enable_sort = off")[-1]
 
     assert "Sort Key" in last, last
     assert "request_created" not in last, last
@@ -450,14 +445,11 @@ def test_a_search_that_must_find_every_match_sorts_them_instead_of_walking_the_n
 
 @pytest.mark.django_db
 def test_a_search_reads_its_window_of_newest_requests_by_key_not_through_the_trigram_indexes(
-    client: Client, auditor: Any, named_history: list[int], settings: Any
+    searcher: Client,
 ) -> None:
-    settings.DEBUG = True
-    client.force_login(auditor)
-
     # Reading a whole table and nested loops all but forbidden: a join of the window's ids would
     # start from the trigram indexes.
-    first = search_plans(client, "fresh", "enable_seqscan = off", "enable_nestloop = off")[0]
+    first = search_plans(searcher, "fresh", "enable_seqscan = off", "enable_nestloop = off")[0]
 
     assert "Index Cond: (id = ANY ($" in first, first
     assert "_trgm" not in first, first
