@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 import redis
+from django.conf import settings
 from django.core.cache import CacheHandler
 from django.core.cache.backends.base import BaseCache
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -36,6 +38,8 @@ from portal.settings import env_cache
 ROOT = Path(__file__).resolve().parents[2]
 # A Redis database no other test or benchmark uses (test_celery_e2e takes 10-13; bench/ 9, 14, 15).
 SHARED_CACHE_DB = 8
+# More runs of one statement than the threshold after which psycopg prepares it.
+PREPARE_RUNS = settings.PREPARE_THRESHOLD + 2
 # The real one: conftest replaces it for the page tests.
 REAL_OFFERED_AMIS = selectors.offered_amis
 PRODUCTION_ENV = {
@@ -98,6 +102,45 @@ def test_database_connections_are_kept_a_minute_and_health_checked(tmp_path: Pat
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-2:] == ["60", "True"]
+
+
+@pytest.mark.parametrize(
+    ("value", "options"),
+    [
+        (None, "{'server_side_binding': True, 'prepare_threshold': 5}"),
+        ("off", "{}"),
+    ],
+)
+def test_postgresql_statements_are_prepared_unless_turned_off(tmp_path: Path, value: str | None, options: str) -> None:
+    code = "from django.db import connection; print(connection.settings_dict['OPTIONS'])"
+    env = {"DATABASE_URL": "postgres://portal@db.example.com:5432/portal"}
+    if value is not None:
+        env["DATABASE_PREPARED_STATEMENTS"] = value
+
+    result = manage("shell", "-c", code, env=env, tmp_path=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == options
+
+
+@pytest.mark.postgres
+def test_a_statement_run_again_on_a_connection_is_prepared_once_and_answers_each_value(
+    make_request: Any, db: None
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's; .ci/run runs this with DATABASE_URL")
+    first, second = make_request(image_name="win11-prepared-a"), make_request(image_name="win11-prepared-b")
+    for _ in range(PREPARE_RUNS):
+        names = [ImportRequest.objects.get(pk=pk).image_name for pk in (first.pk, second.pk)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s AND statement LIKE %s",
+            ['%FROM "imports_importrequest"%', "%$1%"],
+        )
+        prepared = cursor.fetchone()[0]
+
+    assert names == ["win11-prepared-a", "win11-prepared-b"]
+    assert prepared >= 1
 
 
 # --- the cache ---------------------------------------------------------------------------------
