@@ -281,6 +281,8 @@ if PORTAL_TRUSTED_PROXY_COUNT:
 PORTAL_SESSION_IDLE_MINUTES = env_int("PORTAL_SESSION_IDLE_MINUTES", 30)
 PORTAL_SESSION_MAX_HOURS = env_int("PORTAL_SESSION_MAX_HOURS", 8)
 SESSION_COOKIE_AGE = PORTAL_SESSION_MAX_HOURS * 3600
+# Django's database sessions, the row read by SQL compiled once per process (imports.sessions).
+SESSION_ENGINE = "imports.sessions"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
