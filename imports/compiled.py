@@ -25,8 +25,9 @@ SOME_TIME = datetime(1, 2, 3, 4, 5, 6, 7, tzinfo=UTC)
 SOME_ID = -1_999_999_999
 
 
-def _adapted_time(alias: str, when: datetime) -> Any:
-    return connections[alias].ops.adapt_datetimefield_value(when)
+def _adapted(alias: str, value: Any) -> Any:
+    """`value` as the ORM sends it to database `alias` (a datetime is adapted; the rest as is)."""
+    return connections[alias].ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
 
 
 @cache
@@ -34,9 +35,7 @@ def _compiled(alias: str, name: str) -> tuple[str, tuple[str, ...]]:
     """A query's SQL on database `alias`, and which value each of its parameters is."""
     build, stand_ins = QUERIES[name]
     sql, params = build().query.get_compiler(alias).as_sql()
-    adapted = {
-        (_adapted_time(alias, value) if isinstance(value, datetime) else value): key for key, value in stand_ins.items()
-    }
+    adapted = {_adapted(alias, value): key for key, value in stand_ins.items()}
     # A parameter that is none of the stand-ins (a constant the queryset gained) fails here, at
     # the first read, rather than read the wrong row.
     return sql, tuple(adapted[param] for param in params)
@@ -45,7 +44,7 @@ def _compiled(alias: str, name: str) -> tuple[str, tuple[str, ...]]:
 def _one(model: type[Model], name: str, **values: Any) -> Any:
     alias = router.db_for_read(model)
     sql, names = _compiled(alias, name)
-    params = [_adapted_time(alias, values[key]) if isinstance(values[key], datetime) else values[key] for key in names]
+    params = [_adapted(alias, values[key]) for key in names]
     found = list(model._default_manager.db_manager(alias).raw(sql, params))
     if not found:
         raise model.DoesNotExist
